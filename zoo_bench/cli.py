@@ -1,0 +1,232 @@
+"""zoo-bench command line: run, validate, show, plugins, data get.
+
+Exit codes: 0 all trials passed; 1 a trial failed; 2 bad suite, data or usage; 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from . import __version__, report
+from .errors import DataError, PluginError, SuiteError, UsageError, ZooBenchError
+from .grid import expand, select
+from .plugins import Registry, load_plugins
+from .results import RunStore, load_run, new_run_id
+from .runner import Runner, RunOptions, check_sizes, list_dataset, make_backends, run_metadata
+from .suite import Suite, parse_suite, profile_names, read_toml
+
+ENV_DATA = "ZOO_BENCH_DATA_ROOT"
+ENV_CACHE = "ZOO_BENCH_CACHE_DIR"
+ENV_WEIGHTS = "ZOO_BENCH_WEIGHTS_DIR"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", type=Path, default=None,
+                   help=f"folder holding data sets (env {ENV_DATA}; default ./data)")
+    p.add_argument("--cache-dir", type=Path, default=None,
+                   help=f"decoded-image and download cache (env {ENV_CACHE}; default ~/.cache/zoo-bench)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoo-bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"zoo-bench {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a suite's grid of trials")
+    run.add_argument("suite", type=Path)
+    run.add_argument("--dry-run", action="store_true", help="print the grid (trial ids) and its size, run nothing")
+    run.add_argument("--run-id", help="name of the run folder; an existing one is resumed")
+    run.add_argument("--profile", help="apply [profiles.NAME] of the suite (default: 'cpu' when no GPU is present)")
+    run.add_argument("--no-profile", action="store_true", help="never apply a profile automatically")
+    run.add_argument("--results-dir", type=Path, default=Path("results"))
+    run.add_argument("--weights-dir", default=None, help=f"folder with pretrained weight files (env {ENV_WEIGHTS})")
+    run.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=None)
+    run.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None)
+    run.add_argument("--trials", nargs="+", metavar="PATTERN", help="run only trial ids matching these patterns")
+    run.add_argument("--no-progress", action="store_true", help="no live progress bar (logs only)")
+    _common(run)
+
+    val = sub.add_parser("validate", help="check a suite (and its data) without running anything")
+    val.add_argument("suite", type=Path)
+    val.add_argument("--profile")
+    _common(val)
+
+    show = sub.add_parser("show", help="print the tables of a finished (or running) run folder")
+    show.add_argument("run_dir", type=Path)
+
+    sub.add_parser("plugins", help="list plugins, their distributions and what they register")
+
+    data = sub.add_parser("data", help="data-set helpers")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    get = data_sub.add_parser("get", help="download a public data set into the data root")
+    get.add_argument("name")
+    get.add_argument("--url", help="download from this address instead (a mirror)")
+    get.add_argument("--sha256", help="expected checksum of the archive at --url")
+    _common(get)
+    return parser
+
+
+def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
+    data_root = args.data_root or Path(os.environ.get(ENV_DATA, "data"))
+    cache = args.cache_dir or Path(os.environ.get(ENV_CACHE, Path.home() / ".cache" / "zoo-bench"))
+    return data_root, cache
+
+
+def _registry() -> Registry:
+    registry = load_plugins()
+    for line in registry.load_errors:
+        report.error(line)
+    return registry
+
+
+def _choose_profile(path: Path, registry: Registry, args: argparse.Namespace) -> str | None:
+    raw = read_toml(path)
+    if getattr(args, "profile", None):
+        return args.profile
+    if getattr(args, "no_profile", False) or "cpu" not in profile_names(raw):
+        return None
+    backends = raw.get("run", {}).get("backends", [])
+    forced_cpu = getattr(args, "device", None) == "cpu"
+    has_gpu = any(registry.backends[b].has_accelerator() for b in backends if b in registry.backends)
+    if forced_cpu or not has_gpu:
+        report.message(f"no GPU present: using the suite's 'cpu' profile (--profile NAME or --no-profile to change)")
+        return "cpu"
+    return None
+
+
+def _load(args: argparse.Namespace, registry: Registry) -> tuple[Suite, RunOptions]:
+    profile = _choose_profile(args.suite, registry, args)
+    suite = parse_suite(args.suite, registry, profile=profile)
+    data_root, cache = _paths(args)
+    options = RunOptions(data_root=data_root, cache_dir=cache,
+                         weights_dir=getattr(args, "weights_dir", None) or os.environ.get(ENV_WEIGHTS),
+                         device=getattr(args, "device", None), precision=getattr(args, "precision", None))
+    return suite, options
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    registry = _registry()
+    suite, options = _load(args, registry)
+    listing = list_dataset(suite, registry, options, console=report.err)
+    check_sizes(suite, listing)
+    trials = expand(suite)
+    report.message(f"{args.suite}: ok ({len(trials)} trials; {len(listing.classes)} classes, "
+                   f"{len(listing.train)} train and {len(listing.test)} test images)")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    registry = _registry()
+    suite, options = _load(args, registry)
+    trials = select(expand(suite), args.trials)
+    if args.trials and not trials:
+        raise UsageError(f"no trial id matches {' '.join(args.trials)}")
+    if args.dry_run:
+        for trial in trials:
+            report.out.print(trial.id, highlight=False, markup=False)
+        report.out.print(f"{len(trials)} trials", highlight=False)
+        return 0
+    listing = list_dataset(suite, registry, options, console=report.err)
+    check_sizes(suite, listing)
+    run_id = args.run_id or new_run_id()
+    store = RunStore(args.results_dir / suite.name / run_id)
+    backends = make_backends(suite, registry, options)
+    for name, backend in backends.items():
+        if isinstance(backend, Exception):
+            report.error(f"backend {name}: {backend}")
+    store.write_meta(run_metadata(suite, run_id, backends, len(trials)))
+    report.message(f"run {run_id}: {len(trials)} trials -> {store.run_dir}")
+    reporter = report.RichReporter(enabled=not args.no_progress)
+    runner = Runner(suite, registry, store, listing, backends, options, reporter)
+    try:
+        runner.run(trials)
+    except KeyboardInterrupt:
+        store.write_table()
+        report.error(f"interrupted; finished trials are saved in {store.run_dir}; "
+                     f"resume with: zoo-bench run {args.suite} --run-id {run_id}")
+        return 130
+    table_path = store.write_table()
+    df = load_run(store.run_dir)
+    df = df[df["trial_id"].isin({t.id for t in trials})]
+    report.print_tables(df, title=suite.name)
+    failed = int((df["status"] != "ok").sum())
+    report.message(f"{len(df) - failed} of {len(df)} trials ok; results in {table_path}")
+    return 1 if failed else 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    if not (args.run_dir / "trials.jsonl").exists():
+        raise UsageError(f"{args.run_dir}: not a run folder (no trials.jsonl)")
+    df = load_run(args.run_dir)
+    meta = RunStore(args.run_dir).meta()
+    report.print_tables(df, title=meta.get("suite_name", args.run_dir.name))
+    return 0
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    registry = load_plugins()
+    table = Table(title="zoo-bench plugins")
+    for col in ("plugin", "distribution", "version", "registers"):
+        table.add_column(col)
+    for info in registry.plugins:
+        if info.error:
+            regs = f"[red]failed to load: {info.error}[/red]"
+        else:
+            parts = [f"{kind}: {', '.join(names)}" for kind, names in info.registers.items()]
+            for name, cls in registry.backends.items():
+                if registry.owners.get(("backend", name)) == info.name:
+                    ok, why = cls.available()
+                    if not ok:
+                        parts.append(f"[yellow]backend {name} unavailable: {why}[/yellow]")
+            regs = "\n".join(parts) or "(nothing)"
+        table.add_row(info.name, info.distribution, info.version, regs)
+    report.out.print(table)
+    return 0
+
+
+def cmd_data_get(args: argparse.Namespace) -> int:
+    from .download import get
+
+    registry = _registry()
+    spec = registry.downloads.get(args.name)
+    if spec is None:
+        raise UsageError(f"unknown data set {args.name!r} (known: {', '.join(sorted(registry.downloads)) or 'none'})")
+    if args.url and not args.sha256:
+        raise UsageError("--url needs --sha256 so the download can be verified")
+    data_root, cache = _paths(args)
+    dest, counts = get(spec, data_root, cache, url=args.url, sha256=args.sha256, console=report.err)
+    details = ", ".join(f"{k} {v}" for k, v in counts.items())
+    report.message(f"{args.name}: ready in {dest} ({details})")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "show": cmd_show, "plugins": cmd_plugins}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = cmd_data_get if args.command == "data" else COMMANDS[args.command]
+    try:
+        return handler(args)
+    except SuiteError as exc:
+        for line in exc.problems:
+            report.error(line)
+        return 2
+    except (DataError, UsageError, PluginError) as exc:
+        report.error(str(exc))
+        return 2
+    except ZooBenchError as exc:
+        report.error(str(exc))
+        return 2
+    except KeyboardInterrupt:
+        report.error("interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

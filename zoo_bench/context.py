@@ -1,0 +1,110 @@
+"""What a strategy sees of its trial: data, backbone, backend, and the shared feature cache."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from .backend import Backend, BackboneSpec, EpochCallback, HeadSpec
+from .errors import ZooBenchError
+from .images import Batch
+
+
+class FeatureCache:
+    """Bottleneck features per (backend, backbone, weights, image size, precision, image path).
+
+    Frozen-base strategies ask for features of their images; only images never seen by this
+    backbone are run through it, so after the first trial a head epoch costs milliseconds.
+    The frozen base itself is kept for the backbone in use and dropped when the backbone changes.
+    """
+
+    def __init__(self) -> None:
+        self._features: dict[tuple, np.ndarray] = {}
+        self._base_key: tuple | None = None
+        self._base: Any = None
+        self._base_error: ZooBenchError | None = None
+
+    def frozen_base(self, backend: Backend, spec: BackboneSpec, image_size: int) -> Any:
+        """The pretrained base for feature extraction, built once per backbone."""
+        key = (backend.name, spec.name, spec.weights, image_size)
+        if key != self._base_key:
+            self._base, self._base_error, self._base_key = None, None, key
+            self._features = {k: v for k, v in self._features.items() if k[:4] == key}
+            try:
+                self._base = backend.build_base(spec, pretrained=True, image_size=image_size)
+            except ZooBenchError as exc:  # remembered: every trial of this backbone fails the same way
+                self._base_error = exc
+        if self._base_error is not None:
+            raise self._base_error
+        return self._base
+
+    def features(self, backend: Backend, spec: BackboneSpec, image_size: int, batch: Batch,
+                 batch_size: int) -> tuple[np.ndarray, float]:
+        """Features for a batch of images, and the seconds spent computing the missing ones."""
+        base = self.frozen_base(backend, spec, image_size)
+        prefix = (backend.name, spec.name, spec.weights, image_size, backend.device().precision)
+        todo = [i for i, p in enumerate(batch.paths) if prefix + (p,) not in self._features]
+        seconds = 0.0
+        if todo:
+            start = time.perf_counter()
+            computed = backend.features(base, batch.images[todo], batch_size)
+            seconds = time.perf_counter() - start
+            for i, row in zip(todo, computed):
+                self._features[prefix + (batch.paths[i],)] = row
+        if not batch.paths:
+            return np.zeros((0, backend.feature_dim(base)), np.float32), seconds
+        return np.stack([self._features[prefix + (p,)] for p in batch.paths]), seconds
+
+
+@dataclass
+class TrialContext:
+    """Everything one trial needs. Strategies call only these methods and ``backend``'s verbs."""
+
+    backend: Backend
+    spec: BackboneSpec
+    image_size: int
+    batch_size: int
+    num_classes: int
+    seed: int
+    train: Batch
+    val: Batch
+    test: Batch
+    feature_cache: FeatureCache
+    on_epoch: EpochCallback | None = None
+    feature_time_s: float = 0.0
+    notes: dict[str, Any] = field(default_factory=dict)
+
+    def part(self, name: str) -> Batch:
+        """The ``train``, ``val`` or ``test`` images."""
+        return {"train": self.train, "val": self.val, "test": self.test}[name]
+
+    def features(self, name: str) -> np.ndarray:
+        """Pooled bottleneck features of a part, from the frozen pretrained base (cached)."""
+        feats, seconds = self.feature_cache.features(self.backend, self.spec, self.image_size,
+                                                     self.part(name), self.batch_size)
+        self.feature_time_s += seconds
+        return feats
+
+    def new_base(self, pretrained: bool) -> Any:
+        """A fresh base whose weights the strategy may change."""
+        return self.backend.build_base(self.spec, pretrained=pretrained, image_size=self.image_size)
+
+    def new_head(self, in_features: int, hidden: list[int] | tuple[int, ...], dropout: float) -> Any:
+        """A fresh head for this trial's classes."""
+        return self.backend.new_head(in_features, self.num_classes, HeadSpec(tuple(hidden), dropout))
+
+    def val_data(self, features: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        """Validation data for ``fit`` (features or images), or None when nothing is held out."""
+        if len(self.val.labels) == 0:
+            return None
+        x = self.features("val") if features else self.val.images
+        return x, self.val.labels
+
+    def epoch_callback(self, phase_offset: int, total: int) -> Callable:
+        """An epoch callback that numbers epochs across a strategy's phases."""
+        def callback(index: int, _total: int, stats):
+            if self.on_epoch is not None:
+                self.on_epoch(phase_offset + index, total, stats)
+        return callback

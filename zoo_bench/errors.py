@@ -1,0 +1,43 @@
+"""One exception tree for zoo-bench, so callers catch what they mean.
+
+    ZooBenchError                  base; its message is one line, shown without a traceback
+    ├── SuiteError                 a suite file is invalid (file, key, allowed values); exit 2
+    ├── PluginError                a plugin failed to load or clashes with another
+    ├── DataError                  a data set is missing or unreadable
+    ├── WeightsUnavailableError    pretrained weights are missing (file name and folder)
+    ├── BackendUnavailableError    a backend's framework is not installed (install command)
+    └── UsageError                 bad command-line use; exit 2
+"""
+from __future__ import annotations
+
+
+class ZooBenchError(Exception):
+    """Base of every error zoo-bench raises on purpose; the message is for the user."""
+
+
+class SuiteError(ZooBenchError):
+    """A suite file is invalid. Carries one line per problem."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class PluginError(ZooBenchError):
+    """A plugin could not be loaded, or two plugins register the same name."""
+
+
+class DataError(ZooBenchError):
+    """A data set is missing, empty or laid out wrongly."""
+
+
+class WeightsUnavailableError(ZooBenchError):
+    """Pretrained weights are not on disk and could not be downloaded."""
+
+
+class BackendUnavailableError(ZooBenchError):
+    """The framework a backend needs is not installed."""
+
+
+class UsageError(ZooBenchError):
+    """The command line asks for something that cannot be done."""

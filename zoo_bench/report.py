@@ -1,0 +1,149 @@
+"""Everything zoo-bench prints: progress while running, tables after. The only module that prints."""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .backend import EpochStats
+from .grid import Trial, strategy_label
+
+out = Console()
+err = Console(stderr=True)
+
+
+class RichReporter:
+    """Trials done of total with an ETA, and the current trial's epochs."""
+
+    def __init__(self, console: Console | None = None, enabled: bool = True):
+        self.console = console or err
+        self.enabled = enabled
+        self.progress: Progress | None = None
+        self.failed = 0
+
+    def start(self, total: int, already_done: int) -> None:
+        if already_done:
+            self.console.print(f"resuming: {already_done} of {total} trials already finished, skipped")
+        if not self.enabled:
+            return
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
+            TimeRemainingColumn(), TimeElapsedColumn(), console=self.console, transient=False,
+        )
+        self.progress.start()
+        self.trials_task = self.progress.add_task("trials", total=total, completed=already_done)
+        self.epoch_task = self.progress.add_task("", total=None, visible=False)
+
+    def trial_started(self, trial: Trial) -> None:
+        self._trial = trial.id
+        if self.progress:
+            self.progress.update(self.epoch_task, description=f"  {trial.id}", completed=0, total=None, visible=True)
+
+    def epoch(self, index: int, total: int, stats: EpochStats) -> None:
+        if self.progress:
+            val = f", val {stats.val_accuracy:.3f}" if stats.val_accuracy is not None else ""
+            self.progress.update(self.epoch_task, completed=index + 1, total=total,
+                                 description=f"  {self._trial}: epoch {index + 1}/{total} ({stats.phase}, "
+                                             f"{stats.seconds:.2f}s{val})")
+
+    def trial_finished(self, trial: Trial, row: dict[str, Any]) -> None:
+        if row["status"] != "ok":
+            self.failed += 1
+            self.console.print(f"[red]error[/red] {trial.id}: {row['error']}")
+        else:
+            self.console.print(f"[green]ok[/green] {trial.id}: test {row['test_accuracy']:.3f} "
+                               f"({row['wall_s']:.1f}s)")
+        if self.progress:
+            self.progress.advance(self.trials_task)
+            self.progress.update(self.epoch_task, visible=False)
+
+    def close(self) -> None:
+        if self.progress:
+            self.progress.stop()
+            self.progress = None
+
+
+def _varying_params(df: pd.DataFrame) -> dict[str, set[str]]:
+    """Per strategy, the parameters whose value differs between trials (only those label rows)."""
+    varying: dict[str, set[str]] = {}
+    for strategy, group in df.groupby("strategy"):
+        keys: set[str] = set()
+        params = list(group["params"])
+        for key in {k for p in params for k in p}:
+            if len({repr(p.get(key)) for p in params}) > 1:
+                keys.add(key)
+        varying[strategy] = keys
+    return varying
+
+
+def _fmt_cell(group: pd.DataFrame) -> str:
+    ok = group[group["status"] == "ok"]
+    failed = len(group) - len(ok)
+    if ok.empty:
+        return f"[red]error ×{failed}[/red]"
+    acc = ok["test_accuracy"].astype(float) * 100
+    n = len(acc)
+    spread = f" ±{acc.std(ddof=1):.1f}" if n > 1 else ""
+    text = f"{acc.mean():.1f}%{spread} (n={n})"
+    ept = ok["epoch_time_s"].dropna().astype(float)
+    if not ept.empty:
+        text += f"\n{_fmt_seconds(ept.mean())}/epoch"
+    elif ok["train_time_s"].notna().any():
+        text += f"\nfit {_fmt_seconds(ok['train_time_s'].astype(float).mean())}"
+    if failed:
+        text += f"\n[red]{failed} failed[/red]"
+    return text
+
+
+def _fmt_seconds(s: float) -> str:
+    if math.isnan(s):
+        return "-"
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s"
+
+
+def results_tables(df: pd.DataFrame, title: str = "") -> list[Table]:
+    """One table per backend: rows backbone x strategy, columns sizes; accuracy mean ± std over seeds."""
+    tables = []
+    if df.empty:
+        return tables
+    varying = _varying_params(df)
+    df = df.copy()
+    df["row_label"] = [strategy_label(s, {k: v for k, v in p.items() if k in varying.get(s, set())})
+                       for s, p in zip(df["strategy"], df["params"])]
+    sizes = sorted(df["size_per_class"].unique())
+    for backend, bdf in df.groupby("backend", sort=False):
+        device = ", ".join(sorted({str(d) for d in bdf["device_name"].dropna().unique()})) or "-"
+        table = Table(title=f"{title} [{backend}] on {device}".strip(),
+                      caption="test accuracy: mean ± std over seeds (n seeds); time per epoch: median after the first",
+                      show_lines=True)
+        table.add_column("backbone")
+        table.add_column("strategy")
+        for size in sizes:
+            table.add_column(f"n={size}/class", justify="right")
+        for (backbone, label), group in bdf.groupby(["backbone", "row_label"], sort=False):
+            cells = []
+            for size in sizes:
+                g = group[group["size_per_class"] == size]
+                cells.append(_fmt_cell(g) if len(g) else "")
+            table.add_row(backbone, label, *cells)
+        tables.append(table)
+    return tables
+
+
+def print_tables(df: pd.DataFrame, title: str = "") -> None:
+    for table in results_tables(df, title):
+        out.print(table)
+
+
+def message(text: str) -> None:
+    """A one-line note to the user (stderr, so tables on stdout stay clean)."""
+    err.print(text, highlight=False, markup=False)
+
+
+def error(text: str) -> None:
+    """A one-line error (stderr)."""
+    err.print(f"error: {text}", style="red", highlight=False, markup=False)

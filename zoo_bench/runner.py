@@ -1,0 +1,255 @@
+"""Runs trials: data, backbone and strategy per trial; one durable result row each; resume by id."""
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from . import __version__, sampling
+from .backend import Backend, EpochStats
+from .context import FeatureCache, TrialContext
+from .dataset import Listing
+from .errors import BackendUnavailableError, DataError, SuiteError, ZooBenchError
+from .grid import Trial
+from .images import ImageCache
+from .memory import PeakRSS
+from .plugins import Registry
+from .results import RunStore, now_iso
+from .suite import Suite
+
+
+class Reporter(Protocol):
+    """What the runner tells the user about; :mod:`zoo_bench.report` draws it."""
+
+    def start(self, total: int, already_done: int) -> None: ...
+    def trial_started(self, trial: Trial) -> None: ...
+    def epoch(self, index: int, total: int, stats: EpochStats) -> None: ...
+    def trial_finished(self, trial: Trial, row: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
+@dataclass
+class RunOptions:
+    """Settings from the command line and environment that are not part of the suite."""
+
+    data_root: Path
+    cache_dir: Path
+    weights_dir: str | None = None
+    device: str | None = None
+    precision: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def dataset_root(suite: Suite, data_root: Path) -> Path:
+    """The data set folder: ``dataset.path`` as is when absolute, else under the data root."""
+    path = Path(suite.dataset.get("path") or "")
+    return path if path.is_absolute() else data_root / path
+
+
+def list_dataset(suite: Suite, registry: Registry, options: RunOptions, console=None) -> Listing:
+    """List the suite's images, downloading them first when the suite asks and they are missing."""
+    source = registry.datasets[suite.dataset["source"]]()
+    root = dataset_root(suite, options.data_root)
+    if suite.dataset.get("download") and not root.exists():
+        spec = registry.downloads.get(root.name)
+        if spec is None:
+            raise DataError(f"{suite.path}: dataset.download: no download named {root.name!r} "
+                            f"(known: {', '.join(sorted(registry.downloads)) or 'none'})")
+        from .download import get
+
+        get(spec, root.parent, options.cache_dir, console=console)
+    try:
+        return source.list(root, suite.dataset, options.cache_dir)
+    except DataError as exc:
+        hint = ""
+        if not root.exists():
+            known = f"; or run: zoo-bench data get {root.name}" if root.name in registry.downloads else ""
+            hint = (f" (data root {options.data_root}: set --data-root or ZOO_BENCH_DATA_ROOT, "
+                    f"or put the images in {root}{known})")
+        raise DataError(f"{suite.path}: dataset: {exc}{hint}") from None
+
+
+def check_sizes(suite: Suite, listing: Listing) -> None:
+    """Every size must fit in every class's train part (one line per problem)."""
+    counts = {listing.classes[c]: len(p) for c, p in listing.per_class("train").items()}
+    smallest = min(counts, key=counts.get)
+    problems = [
+        f"{suite.path}: dataset.sizes[{i}]: {size} images per class asked, but class {smallest!r} has only "
+        f"{counts[smallest]} train images (allowed: up to {counts[smallest]})"
+        for i, size in enumerate(suite.sizes) if size > counts[smallest]
+    ]
+    empty = [c for c, p in listing.per_class("test").items() if not p]
+    problems += [f"{suite.path}: dataset.test: class {listing.classes[c]!r} has no test images" for c in empty]
+    if problems:
+        raise SuiteError(problems)
+
+
+def git_commit(path: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _pkg_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def run_metadata(suite: Suite, run_id: str, backends: dict[str, Backend | Exception], trials: int) -> dict[str, Any]:
+    """What run.json records: the suite as run, versions, devices, machine, commit, start time."""
+    devices = {}
+    for name, backend in backends.items():
+        if isinstance(backend, Backend):
+            d = backend.device()
+            devices[name] = {"kind": d.kind, "name": d.name, "precision": d.precision, "settings": d.settings}
+        else:
+            devices[name] = {"error": str(backend)}
+    return {
+        "run_id": run_id, "suite_name": suite.name, "suite_file": str(suite.path), "profile": suite.profile,
+        "suite": suite.raw, "trials": trials, "started_at": now_iso(),
+        "versions": {"python": platform.python_version(), "zoo-bench": __version__,
+                     **{p: _pkg_version(p) for p in ("torch", "torchvision", "tensorflow", "keras", "scikit-learn",
+                                                     "numpy")}},
+        "devices": devices, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+        "git_commit": git_commit(Path(__file__).resolve().parent.parent), "argv": sys.argv,
+    }
+
+
+def make_backends(suite: Suite, registry: Registry, options: RunOptions) -> dict[str, Backend | Exception]:
+    """One backend instance per backend the suite names, or the error that stops its trials."""
+    out: dict[str, Backend | Exception] = {}
+    for name in suite.backends:
+        cls = registry.backends[name]
+        try:
+            out[name] = cls(device=options.device or suite.device, precision=options.precision or suite.precision,
+                            weights_dir=options.weights_dir)
+        except ZooBenchError as exc:
+            out[name] = exc
+    return out
+
+
+def _median(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def summarise_epochs(epochs: list[EpochStats]) -> dict[str, Any]:
+    """Epoch timing fields: the median skips the first epoch (tracing, autotune, warm caches)."""
+    images = [e for e in epochs if e.phase == "images"]
+    heads = [e for e in epochs if e.phase == "features"]
+    main = images or heads
+    later = [e.seconds for e in main[1:]] or [e.seconds for e in main]
+    seconds = sum(e.seconds for e in main)
+    return {
+        "epochs": len(epochs),
+        "epoch_time_s": _median(later),
+        "first_epoch_s": main[0].seconds if main else None,
+        "head_epoch_time_s": _median([e.seconds for e in heads[1:]] or [e.seconds for e in heads]),
+        "train_images_per_s": (sum(e.images for e in main) / seconds) if seconds > 0 else None,
+        "train_time_s": sum(e.seconds for e in epochs) if epochs else None,
+    }
+
+
+class Runner:
+    """Runs a list of trials of one suite into one run folder."""
+
+    def __init__(self, suite: Suite, registry: Registry, store: RunStore, listing: Listing,
+                 backends: dict[str, Backend | Exception], options: RunOptions, reporter: Reporter):
+        self.suite, self.registry, self.store, self.listing = suite, registry, store, listing
+        self.backends, self.options, self.reporter = backends, options, reporter
+        self.images = ImageCache(options.cache_dir)
+        self.features = FeatureCache()
+
+    def run(self, trials: list[Trial]) -> list[dict[str, Any]]:
+        """Run the trials not yet finished; return the rows written now."""
+        done = self.store.finished_ids()
+        todo = [t for t in trials if t.id not in done]
+        self.reporter.start(len(trials), len(trials) - len(todo))
+        rows = []
+        try:
+            for trial in todo:
+                self.reporter.trial_started(trial)
+                row = self.run_trial(trial)
+                self.store.append(row)
+                rows.append(row)
+                self.reporter.trial_finished(trial, row)
+        finally:
+            self.reporter.close()
+        return rows
+
+    def run_trial(self, trial: Trial) -> dict[str, Any]:
+        """One trial, never raising (except on interrupt): failures become status "error" rows."""
+        start = time.perf_counter()
+        row: dict[str, Any] = {
+            "trial_id": trial.id, "backend": trial.backend, "backbone": trial.backbone, "strategy": trial.strategy,
+            "params": trial.param_dict, "size_per_class": trial.size, "seed": trial.seed, "status": "error",
+            "error": None,
+        }
+        try:
+            row.update(self._execute(trial))
+            row["status"] = "ok"
+        except Exception as exc:  # recorded, and the suite goes on
+            row["error"] = (str(exc) if isinstance(exc, ZooBenchError) else f"{type(exc).__name__}: {exc}")
+            row["error"] = row["error"].strip().splitlines()[0] if row["error"].strip() else type(exc).__name__
+            with open(self.store.run_dir / "errors.log", "a") as fh:
+                fh.write(f"== {now_iso()} {trial.id}\n{traceback.format_exc()}\n")
+        finally:
+            gc.collect()
+        row["wall_s"] = time.perf_counter() - start
+        row["finished_at"] = now_iso()
+        return row
+
+    def _execute(self, trial: Trial) -> dict[str, Any]:
+        backend = self.backends[trial.backend]
+        if isinstance(backend, Exception):
+            raise backend
+        spec = self.registry.backbones[trial.backend][trial.backbone]
+        image_size = self.suite.image_size or spec.image_size
+        sub = sampling.subset(self.listing, trial.size, trial.seed, self.suite.dataset["val_fraction"])
+        train = self.images.load(sub.train, image_size)
+        val = self.images.load(sub.val, image_size)
+        test = self.images.load(self.listing.test, image_size)
+        if len(set(train.labels.tolist())) < len(self.listing.classes):
+            raise DataError(f"{trial.id}: after skipping unreadable images a class has no training image")
+        strategy = self.registry.strategies[trial.strategy]()
+        backend.seed(trial.seed)
+        ctx = TrialContext(backend=backend, spec=spec, image_size=image_size, batch_size=self.suite.batch_size,
+                           num_classes=len(self.listing.classes), seed=trial.seed, train=train, val=val, test=test,
+                           feature_cache=self.features, on_epoch=self.reporter.epoch)
+        backend.reset_peak_memory()
+        with PeakRSS() as rss:
+            outcome = strategy.run(ctx, trial.param_dict)
+        device = backend.device()
+        gpu_peak = backend.peak_memory_mb()
+        fields = summarise_epochs(outcome.epochs)
+        if outcome.train_time_s is not None:
+            fields["train_time_s"] = outcome.train_time_s
+        return {
+            "test_accuracy": float(np.mean(outcome.test_pred == test.labels)),
+            "val_accuracy": (float(np.mean(outcome.val_pred == val.labels))
+                             if outcome.val_pred is not None and len(val.labels) else None),
+            **fields,
+            "feature_time_s": ctx.feature_time_s,
+            "peak_memory_mb": gpu_peak if gpu_peak is not None else rss.peak_mb,
+            "peak_memory_kind": "accelerator" if gpu_peak is not None else "process_rss",
+            "trainable_params": outcome.trainable_params, "total_params": outcome.total_params,
+            "skipped_images": len(train.skipped) + len(val.skipped) + len(test.skipped),
+            "train_images": len(train.labels), "val_images": len(val.labels), "test_images": len(test.labels),
+            "image_size": image_size, "device": device.kind, "device_name": device.name,
+            "precision": device.precision, "backend_settings": device.settings,
+        }
