@@ -132,7 +132,7 @@ class _WholeNetwork(Strategy):
         base = ctx.new_base(pretrained=self.pretrained)
         head = ctx.new_head(ctx.backend.feature_dim(base), p["hidden"], p["dropout"])
         model = ctx.backend.attach(base, head)
-        ctx.backend.set_trainable(model, None, bn_inference=False)
+        ctx.backend.set_trainable(model, None, bn_inference=p["bn_inference"])
         trainable, total_params = ctx.backend.count_params(model)
         stats = train_images(ctx, model, p["epochs"], OptimizerSpec(p["optimizer"], p["lr"]), p["augment"],
                              0, p["epochs"])
@@ -142,14 +142,16 @@ class _WholeNetwork(Strategy):
 
 class Full(_WholeNetwork):
     name = "full"
-    params = {"epochs": 5, "lr": 1e-4, "optimizer": "adam", "augment": True, **HEAD}
+    # BatchNorm keeps its ImageNet statistics by default: with small data, re-estimating them from
+    # a few batches while the weights move is what makes naive full fine-tuning collapse.
+    params = {"epochs": 5, "lr": 1e-4, "optimizer": "adam", "augment": True, "bn_inference": True, **HEAD}
     pretrained = True
     description = "pretrained weights, every layer trainable"
 
 
 class Scratch(_WholeNetwork):
     name = "scratch"
-    params = {"epochs": 10, "lr": 1e-3, "optimizer": "adam", "augment": True, **HEAD}
+    params = {"epochs": 10, "lr": 1e-3, "optimizer": "adam", "augment": True, "bn_inference": False, **HEAD}
     pretrained = False
     description = "random initialisation, every layer trainable (the baseline)"
 

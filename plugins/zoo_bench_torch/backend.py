@@ -108,6 +108,10 @@ class TorchBackend(Backend):
 
         blocks, names, dim = spec.builder(pretrained=pretrained, image_size=image_size, weights_dir=self.weights_dir)
         base = Base(blocks, names, dim, spec.mean, spec.std).to(self._device)
+        if not pretrained:  # ports of TF weights carry momentum 0.01; random init learns its stats at 0.1
+            for module in base.modules():
+                if isinstance(module, self.torch.nn.modules.batchnorm._BatchNorm):
+                    module.momentum = 0.1
         if self.channels_last:
             base = base.to(memory_format=self.torch.channels_last)
         return base
