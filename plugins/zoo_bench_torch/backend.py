@@ -182,8 +182,9 @@ class TorchBackend(Backend):
 
     def _optimizer(self, spec: OptimizerSpec, params: list):
         optim = self.torch.optim
+        fused = {"fused": True} if self._device.type == "cuda" else {}
         if spec.name == "adam":
-            return optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+            return optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay, **fused)
         if spec.name == "sgd":
             return optim.SGD(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
         if spec.name == "rmsprop":
@@ -202,6 +203,8 @@ class TorchBackend(Backend):
         stats: list[EpochStats] = []
         for epoch in range(epochs):
             order = self._rng.permutation(len(y))
+            if not images:  # index on the device: no host-to-device copy per step
+                order = self._to_tensor(order)
             model.train()
             self._sync()
             start = time.perf_counter()
@@ -217,8 +220,7 @@ class TorchBackend(Backend):
                         flip = torch.rand(len(idx), device=self._device) < 0.5
                         xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(3), xb)
                 else:
-                    sel = torch.as_tensor(idx, device=self._device)
-                    xb, yb = x_dev[sel], y_dev[sel]
+                    xb, yb = x_dev[idx], y_dev[idx]
                 with self._autocast():
                     logits = model(xb)
                 loss = loss_fn(logits.float(), yb)
