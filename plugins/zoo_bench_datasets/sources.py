@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +60,7 @@ class KaggleFlatSource(DatasetSource):
             _need_dir(folder, f"{part} part")
             items = []
             for path in _images_in(folder):
-                stem = os.path.basename(path)
+                stem = Path(path).stem  # cat.123.jpg -> cat.123
                 if sep not in stem:
                     raise DataError(f"{path}: file name has no class prefix before {sep!r} (like cat.123.jpg)")
                 items.append((path, stem.split(sep, 1)[0]))

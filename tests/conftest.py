@@ -1,0 +1,96 @@
+"""Shared fixtures: a tiny torch backbone plugin, suite writing, in-process runs."""
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from zoo_bench.grid import expand
+from zoo_bench.plugins import load_plugins
+from zoo_bench.results import RunStore
+from zoo_bench.runner import Runner, RunOptions, check_sizes, list_dataset, make_backends
+from zoo_bench.suite import parse_suite
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+class QuietReporter:
+    """Collects what the runner reports, prints nothing."""
+
+    def __init__(self) -> None:
+        self.epochs: list[Any] = []
+        self.finished: list[dict] = []
+
+    def start(self, total, done): self.total, self.done = total, done
+    def trial_started(self, trial): pass
+    def epoch(self, index, total, stats): self.epochs.append((index, total, stats))
+    def trial_finished(self, trial, row): self.finished.append(row)
+    def close(self): pass
+
+
+@pytest.fixture()
+def registry():
+    import tiny_backbone
+
+    return load_plugins(extra=[tiny_backbone])
+
+
+@pytest.fixture()
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.getbasetemp() / "zb-cache"
+
+
+@pytest.fixture()
+def tiny_weights(tmp_path_factory, monkeypatch):
+    """A real weights file for the tiny backbone, so 'pretrained' paths load from disk."""
+    import tiny_backbone
+
+    path = tmp_path_factory.getbasetemp() / "tiny_cnn.pth"
+    if not path.exists():
+        tiny_backbone.save_weights(path)
+    monkeypatch.setattr(tiny_backbone, "WEIGHTS", path)
+    return path
+
+
+def write_suite(tmp_path: Path, body: str, name: str = "suite.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(body))
+    return path
+
+
+TINY_SUITE = """
+[suite]
+name = "tiny"
+seeds = [0]
+[dataset]
+source = "synthetic"
+classes = 2
+train_per_class = 16
+test_per_class = 8
+image_size = 32
+val_fraction = 0.25
+sizes = [8]
+[run]
+backends = ["torch"]
+backbones = ["tiny_cnn"]
+batch_size = 8
+"""
+
+
+def run_inprocess(suite_path: Path, registry, tmp_path: Path, cache_dir: Path, run_id: str = "r1",
+                  data_root: Path | None = None, weights_dir: str | None = None):
+    """Run a suite like `zoo-bench run` does, in this process; return (store, reporter)."""
+    suite = parse_suite(suite_path, registry)
+    options = RunOptions(data_root=data_root or tmp_path, cache_dir=cache_dir, weights_dir=weights_dir, device="cpu")
+    listing = list_dataset(suite, registry, options)
+    check_sizes(suite, listing)
+    store = RunStore(tmp_path / "results" / suite.name / run_id)
+    reporter = QuietReporter()
+    runner = Runner(suite, registry, store, listing, make_backends(suite, registry, options), options, reporter)
+    runner.run(expand(suite))
+    return store, reporter

@@ -1,0 +1,29 @@
+"""Grid expansion and canonical trial ids."""
+from conftest import TINY_SUITE, write_suite
+from zoo_bench.grid import expand, select, strategy_label
+from zoo_bench.suite import parse_suite
+
+
+def test_grid_is_the_product_with_sweeps(tmp_path, registry):
+    body = TINY_SUITE.replace("seeds = [0]", "seeds = [0, 1]").replace("sizes = [8]", "sizes = [4, 8]")
+    body += "[strategies.svm]\nC = [0.1, 1.0, 10.0]\n[strategies.fpt]\nhead_epochs = 2\n"
+    trials = expand(parse_suite(write_suite(tmp_path, body), registry))
+    assert len(trials) == (3 + 1) * 2 * 2
+    ids = [t.id for t in trials]
+    assert len(set(ids)) == len(ids)
+    assert "torch/tiny_cnn/svm[C=0.1]/n=4/seed=1" in ids
+    fpt = [t for t in trials if t.strategy == "fpt"][0]
+    assert fpt.id.startswith("torch/tiny_cnn/fpt[augment=true,dropout=0.5,finetune_epochs=3,finetune_lr=0.0001,"
+                             "head_epochs=2,head_lr=0.001,hidden=[256],momentum=0.9]/n=4/seed=0")
+
+
+def test_ids_are_canonical_whatever_the_key_order():
+    assert strategy_label("fpt", {"b": 1, "a": 0.5}) == strategy_label("fpt", {"a": 0.5, "b": 1}) == "fpt[a=0.5,b=1]"
+    assert strategy_label("svm", {}) == "svm"
+
+
+def test_select_by_pattern(tmp_path, registry):
+    body = TINY_SUITE + "[strategies.svm]\n[strategies.last_layer]\n"
+    trials = expand(parse_suite(write_suite(tmp_path, body), registry))
+    assert [t.strategy for t in select(trials, ["*/svm*"])] == ["svm"]
+    assert select(trials, None) == trials

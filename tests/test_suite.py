@@ -1,0 +1,110 @@
+"""Suite parsing and every validation error: one line, naming the file, the key and what is allowed."""
+from __future__ import annotations
+
+import pytest
+
+from conftest import TINY_SUITE, write_suite
+from zoo_bench.errors import SuiteError
+from zoo_bench.suite import parse_suite
+
+BASE = TINY_SUITE + "\n[strategies.svm]\n"
+
+
+def problems(tmp_path, registry, body: str, profile=None) -> list[str]:
+    path = write_suite(tmp_path, body)
+    with pytest.raises(SuiteError) as info:
+        parse_suite(path, registry, profile=profile)
+    for line in info.value.problems:
+        assert "\n" not in line and line.startswith(str(path))
+    return info.value.problems
+
+
+def test_valid_suite_fills_defaults(tmp_path, registry):
+    suite = parse_suite(write_suite(tmp_path, BASE + "[strategies.fpt]\nfinetune_lr = [1e-4, 1e-3]\n"), registry)
+    assert suite.name == "tiny" and suite.sizes == (8,) and suite.batch_size == 8
+    assert suite.strategies["svm"] == {"C": [1.0]}
+    assert suite.strategies["fpt"]["finetune_lr"] == [1e-4, 1e-3]
+    assert suite.strategies["fpt"]["head_epochs"] == [10]
+    assert suite.image_size is None and suite.precision == "auto"
+
+
+@pytest.mark.parametrize("patch, key, fragment", [
+    ("[extra]\n", "extra", "unknown table"),
+    ("", "run.batch_size", "must be int"),
+    ("", "dataset.colour", "unknown key"),
+])
+def test_unknown_tables_keys_and_types(tmp_path, registry, patch, key, fragment):
+    body = BASE + patch
+    if key == "run.batch_size":
+        body = body.replace("batch_size = 8", 'batch_size = "eight"')
+    if key == "dataset.colour":
+        body = body.replace("[dataset]", '[dataset]\ncolour = "red"')
+    lines = problems(tmp_path, registry, body)
+    assert any(f": {key}: " in line and fragment in line for line in lines), lines
+
+
+def test_unknown_names_list_allowed_values(tmp_path, registry):
+    body = BASE.replace('backbones = ["tiny_cnn"]', 'backbones = ["tiny_cnn", "resnet5O"]')
+    body = body.replace('backends = ["torch"]', 'backends = ["torch"]').replace('source = "synthetic"', 'source = "flder"')
+    body += "[strategies.svn]\n"
+    lines = problems(tmp_path, registry, body)
+    text = "\n".join(lines)
+    assert "run.backbones[1]: unknown backbone 'resnet5O' for backend 'torch' (allowed: " in text
+    assert "resnet50" in text
+    assert "dataset.source: unknown data-set source 'flder' (allowed: folder, kaggle-flat, synthetic)" in text
+    assert "strategies.svn: unknown strategy (allowed: fpt, full, last_layer, last_n, scratch, svm)" in text
+
+
+def test_unknown_backend(tmp_path, registry):
+    lines = problems(tmp_path, registry, BASE.replace('backends = ["torch"]', 'backends = ["jax"]'))
+    assert any("run.backends[0]: unknown backend 'jax' (allowed: torch)" in line for line in lines)
+
+
+def test_strategy_parameter_errors(tmp_path, registry):
+    body = BASE + '[strategies.fpt]\nfinetune_lr = "small"\nwarmup = 3\n'
+    text = "\n".join(problems(tmp_path, registry, body))
+    assert "strategies.fpt.finetune_lr: must be float or a list of them to sweep" in text
+    assert "strategies.fpt.warmup: unknown parameter (allowed: " in text
+
+
+def test_ranges_and_enums(tmp_path, registry):
+    body = BASE.replace("val_fraction = 0.25", "val_fraction = 1.5").replace("sizes = [8]", "sizes = [1, 8, 8]")
+    body = body.replace("batch_size = 8", 'batch_size = 8\nprecision = "fp8"\ndevice = "tpu"')
+    text = "\n".join(problems(tmp_path, registry, body))
+    for fragment in ("dataset.val_fraction: must be in [0, 1)", "dataset.sizes: has duplicates",
+                     "dataset.sizes[0]: must be at least 2", "run.precision: unknown precision 'fp8' (allowed: auto, fp32, bf16)",
+                     "run.device: unknown device 'tpu' (allowed: auto, cpu, cuda, mps)"):
+        assert fragment in text
+
+
+def test_missing_required_and_no_strategies(tmp_path, registry):
+    body = TINY_SUITE.replace('name = "tiny"\n', "")
+    text = "\n".join(problems(tmp_path, registry, body))
+    assert "suite.name: required key is missing" in text
+    assert "strategies: name at least one strategy table" in text
+
+
+def test_toml_syntax_error_is_one_line(tmp_path, registry):
+    lines = problems(tmp_path, registry, BASE + "[run\n")
+    assert len(lines) == 1 and "not valid TOML" in lines[0]
+
+
+def test_profiles_merge_and_unknown_profile(tmp_path, registry):
+    body = BASE + "[profiles.small.dataset]\nsizes = [4]\n[profiles.small.strategies.svm]\nC = 0.5\n"
+    suite = parse_suite(write_suite(tmp_path, body), registry, profile="small")
+    assert suite.sizes == (4,) and suite.strategies["svm"]["C"] == [0.5] and suite.profiles == ("small",)
+    lines = problems(tmp_path, registry, body, profile="gpu")
+    assert "profiles: unknown profile 'gpu' (allowed: small)" in lines[0]
+
+
+def test_sizes_larger_than_data(tmp_path, registry, cache_dir):
+    from zoo_bench.runner import RunOptions, check_sizes, list_dataset
+
+    path = write_suite(tmp_path, BASE.replace("sizes = [8]", "sizes = [8, 50]"))
+    suite = parse_suite(path, registry)
+    listing = list_dataset(suite, registry, RunOptions(data_root=tmp_path, cache_dir=cache_dir))
+    with pytest.raises(SuiteError) as info:
+        check_sizes(suite, listing)
+    assert info.value.problems == [
+        f"{path}: dataset.sizes[1]: 50 images per class asked, but class 'pattern0' has only 16 train images "
+        "(allowed: up to 16)"]
