@@ -45,8 +45,12 @@ class RunStore:
     def append(self, row: dict[str, Any]) -> None:
         """Append one trial row and make it durable before returning."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.jsonl, "a") as fh:
-            fh.write(json.dumps(row, default=_json_default) + "\n")
+        with open(self.jsonl, "a+b") as fh:
+            if fh.tell() > 0:  # a crash mid-write leaves a cut line: start on a fresh one
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    fh.write(b"\n")
+            fh.write((json.dumps(row, default=_json_default) + "\n").encode())
             fh.flush()
             os.fsync(fh.fileno())
 

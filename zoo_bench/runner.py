@@ -206,6 +206,7 @@ class Runner:
         except Exception as exc:  # recorded, and the suite goes on
             row["error"] = (str(exc) if isinstance(exc, ZooBenchError) else f"{type(exc).__name__}: {exc}")
             row["error"] = row["error"].strip().splitlines()[0] if row["error"].strip() else type(exc).__name__
+            self.store.run_dir.mkdir(parents=True, exist_ok=True)
             with open(self.store.run_dir / "errors.log", "a") as fh:
                 fh.write(f"== {now_iso()} {trial.id}\n{traceback.format_exc()}\n")
         finally:
