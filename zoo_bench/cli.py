@@ -125,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"no trial id matches {' '.join(args.trials)}")
     if args.dry_run:
         for trial in trials:
-            report.out.print(trial.id, highlight=False, markup=False)
+            report.out.print(trial.id, highlight=False, markup=False, soft_wrap=True)
         report.out.print(f"{len(trials)} trials", highlight=False)
         return 0
     listing = list_dataset(suite, registry, options, console=report.err)

@@ -13,7 +13,7 @@ from .backend import EpochStats
 from .grid import Trial, strategy_label
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # one message, one line, whatever the width
 
 
 class RichReporter:
