@@ -84,3 +84,12 @@ def test_training_bn_updates_statistics(registry, tiny_weights):
     backend, model = _tiny_model(registry, last_blocks=None, bn_inference=False)
     before, after = _fit(backend, model)
     assert not before["base.blocks.0.1.running_mean"].equal(after["base.blocks.0.1.running_mean"])
+
+
+def test_recalibration_replaces_lagging_bn_statistics(registry, tiny_weights):
+    backend, model = _tiny_model(registry, last_blocks=None, bn_inference=False)
+    bn = model.base.blocks[0][1]
+    x = np.random.default_rng(1).integers(0, 255, (16, 32, 32, 3), dtype=np.uint8)
+    bn.running_mean.fill_(100.0)
+    backend.recalibrate_batchnorm(model, x, batch_size=8)
+    assert float(bn.running_mean.abs().max()) < 100.0 and bn.momentum == 0.1 and not bn.training

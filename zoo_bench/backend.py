@@ -170,6 +170,14 @@ class Backend(ABC):
         """Train ``model`` (a head on features, or a classifier on uint8 images); one stat per epoch."""
 
     @abstractmethod
+    def recalibrate_batchnorm(self, model: Any, x: np.ndarray, batch_size: int) -> None:
+        """Re-estimate the running statistics of every training-mode BatchNorm over ``x`` (no weight change).
+
+        After a few steps from random weights the running averages lag far behind the weights;
+        a pass that averages the batch statistics over the training images fixes inference.
+        """
+
+    @abstractmethod
     def predict(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
         """Predicted class indices, int64 (N,)."""
 

@@ -241,6 +241,26 @@ class TorchBackend(Backend):
                 on_epoch(epoch, epochs, record)
         return stats
 
+    def recalibrate_batchnorm(self, model: Any, x: np.ndarray, batch_size: int) -> None:
+        torch = self.torch
+        frozen = {id(m) for m in getattr(model, "inference_bn", [])}
+        bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and id(m) not in frozen]
+        if not bns:
+            return
+        saved = [m.momentum for m in bns]
+        model.eval()
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the pass
+            m.train()
+        with torch.no_grad(), self._autocast():
+            for start in range(0, len(x), batch_size):
+                if len(x) - start >= 2:
+                    model(self._to_tensor(x[start:start + batch_size]))
+        for m, momentum in zip(bns, saved):
+            m.momentum = momentum
+        model.eval()
+
     def predict(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
         torch = self.torch
         model.eval()
