@@ -13,6 +13,20 @@ from typing import Any, Callable, ClassVar
 import numpy as np
 
 
+def cpu_name() -> str:
+    """The CPU model, for results (``model name`` in /proc/cpuinfo where there is one)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     """A pretrained model a backend can build.
@@ -94,10 +108,12 @@ class Backend(ABC):
     name: ClassVar[str]
     install_hint: ClassVar[str] = ""
 
-    def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None):
+    def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
+                 cache_dir: str | None = None):
         self.requested_device = device
         self.requested_precision = precision
         self.weights_dir = weights_dir
+        self.cache_dir = cache_dir  # where a backend may keep converted weights
 
     @classmethod
     def available(cls) -> tuple[bool, str]:

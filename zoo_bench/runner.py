@@ -117,7 +117,8 @@ def run_metadata(suite: Suite, run_id: str, backends: dict[str, Backend | Except
     for name, backend in backends.items():
         if isinstance(backend, Backend):
             d = backend.device()
-            devices[name] = {"kind": d.kind, "name": d.name, "precision": d.precision, "settings": d.settings}
+            devices[name] = {"kind": d.kind, "name": d.name, "precision": d.precision, "settings": d.settings,
+                             "versions": backend.versions()}
         else:
             devices[name] = {"error": str(backend)}
     return {
@@ -138,7 +139,7 @@ def make_backends(suite: Suite, registry: Registry, options: RunOptions) -> dict
         cls = registry.backends[name]
         try:
             out[name] = cls(device=options.device or suite.device, precision=options.precision or suite.precision,
-                            weights_dir=options.weights_dir)
+                            weights_dir=options.weights_dir, cache_dir=str(options.cache_dir))
         except ZooBenchError as exc:
             out[name] = exc
     return out

@@ -6,27 +6,15 @@ composition maps normalised NCHW images to a feature map. The backend adds norma
 """
 from __future__ import annotations
 
-import os
-import platform
 import time
 from typing import Any
 
 import numpy as np
 
+from zoo_bench.backend import cpu_name
 from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, Device, EpochStats, HeadSpec, OptimizerSpec
 
 INSTALL = "pip install 'zoo-bench[torch]'"
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 class TorchBackend(Backend):
@@ -35,8 +23,9 @@ class TorchBackend(Backend):
     name = "torch"
     install_hint = INSTALL
 
-    def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None):
-        super().__init__(device, precision, weights_dir)
+    def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
+                 cache_dir: str | None = None):
+        super().__init__(device, precision, weights_dir, cache_dir)
         ok, why = self.available()
         if not ok:
             raise BackendUnavailableError(why)
@@ -86,7 +75,7 @@ class TorchBackend(Backend):
     def device(self) -> Device:
         kind = self._device.type
         name = self.torch.cuda.get_device_name(self._device) if kind == "cuda" else (
-            "Apple MPS" if kind == "mps" else _cpu_name())
+            "Apple MPS" if kind == "mps" else cpu_name())
         settings = {"autocast": self.precision if self.precision != "fp32" else None,
                     "channels_last": self.channels_last,
                     "cudnn_benchmark": bool(kind == "cuda"),

@@ -1,0 +1,272 @@
+"""The Keras 3 Backend. keras (and its framework) is imported when the backend is created for a trial.
+
+Keras specifics, each tested: a base whose BatchNorm must stay in inference mode is called with
+``training=False`` inside the training model (the Keras transfer-learning guide), frozen layers have
+``trainable = False``, and every ``fit`` builds and compiles a fresh training model, so a change of
+``trainable`` always takes effect. Epoch times come from a callback: tracing and compilation land in
+the first epoch.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from zoo_bench.backend import cpu_name
+from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, Device, EpochStats, HeadSpec, OptimizerSpec
+
+INSTALL = "pip install 'zoo-bench[keras]'"
+FRAMEWORK_PACKAGE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+def keras_backend_name() -> str:
+    """The framework Keras will run on: ``KERAS_BACKEND``, else tensorflow."""
+    return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+@dataclass
+class KerasClassifier:
+    """Base + global pooling + head; the training model is built from it at each fit."""
+
+    base: Any
+    head: Any
+
+
+class KerasBackend(Backend):
+    """Keras 3 on tensorflow (default), jax or torch, as KERAS_BACKEND says."""
+
+    name = "keras"
+    install_hint = INSTALL
+
+    def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
+                 cache_dir: str | None = None):
+        super().__init__(device, precision, weights_dir, cache_dir)
+        ok, why = self.available()
+        if not ok:
+            raise BackendUnavailableError(why)
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        import keras
+
+        self.keras = keras
+        self.framework = keras.backend.backend()
+        self._gpu = self._framework_has_gpu()
+        if device in ("cuda", "mps") and not self._gpu:
+            raise BackendUnavailableError(f"device {device!r} was asked for but Keras ({self.framework}) sees no GPU")
+        self._kind = "cuda" if (self._gpu and device != "cpu") else "cpu"
+        if device == "cpu" and self._gpu:
+            raise BackendUnavailableError("keras: device 'cpu' on a GPU machine needs CUDA_VISIBLE_DEVICES=''")
+        if precision == "auto":
+            precision = "bf16" if self._kind == "cuda" else "fp32"
+        self.precision = precision
+        keras.mixed_precision.set_global_policy("mixed_bfloat16" if precision == "bf16" else "float32")
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        framework = keras_backend_name()
+        missing = [p for p in ("keras", FRAMEWORK_PACKAGE.get(framework, framework))
+                   if importlib.util.find_spec(p) is None]
+        if missing:
+            return False, f"keras backend needs {' and '.join(missing)} (KERAS_BACKEND={framework}); install with: {INSTALL}"
+        return True, ""
+
+    @classmethod
+    def has_accelerator(cls) -> bool:
+        """Whether an NVIDIA GPU is present, judged without importing the framework."""
+        return os.path.isdir("/proc/driver/nvidia/gpus") and bool(os.listdir("/proc/driver/nvidia/gpus"))
+
+    def _framework_has_gpu(self) -> bool:
+        if self.framework == "tensorflow":
+            import tensorflow as tf
+
+            return bool(tf.config.list_physical_devices("GPU"))
+        if self.framework == "torch":
+            import torch
+
+            return torch.cuda.is_available()
+        if self.framework == "jax":
+            import jax
+
+            return any(d.platform == "gpu" for d in jax.devices())
+        return False
+
+    def device(self) -> Device:
+        name = cpu_name()
+        if self._kind == "cuda" and self.framework == "tensorflow":
+            import tensorflow as tf
+
+            details = tf.config.experimental.get_device_details(tf.config.list_physical_devices("GPU")[0])
+            name = details.get("device_name", "GPU")
+        settings = {"keras_backend": self.framework, "mixed_precision": self.keras.mixed_precision.global_policy().name}
+        return Device(kind=self._kind, name=name, precision=self.precision, settings=settings)
+
+    def versions(self) -> dict[str, str]:
+        out = {"keras": self.keras.__version__, "keras_backend": self.framework}
+        module = importlib.import_module(FRAMEWORK_PACKAGE.get(self.framework, self.framework))
+        out[self.framework] = getattr(module, "__version__", "unknown")
+        return out
+
+    def seed(self, seed: int) -> None:
+        self.keras.utils.set_random_seed(seed)
+
+    # -- models ---------------------------------------------------------------------------------
+    def build_base(self, spec: BackboneSpec, pretrained: bool, image_size: int) -> Any:
+        return spec.builder(pretrained=pretrained, image_size=image_size, weights_dir=self.weights_dir,
+                            cache_dir=self.cache_dir)
+
+    def block_count(self, base: Any) -> int:
+        return len(base.block_names)
+
+    def feature_dim(self, base: Any) -> int:
+        return int(base.feature_dim)
+
+    def new_head(self, in_features: int, num_classes: int, head: HeadSpec) -> Any:
+        from .models import make_head
+
+        return make_head(in_features, num_classes, head.hidden, head.dropout)
+
+    def attach(self, base: Any, head: Any) -> Any:
+        return KerasClassifier(base, head)
+
+    def set_trainable(self, model: Any, last_blocks: int | None, bn_inference: bool) -> None:
+        base = model.base
+        n = len(base.block_names)
+        k = n if last_blocks is None else max(0, min(last_blocks, n))
+        base.model.trainable = True
+        base.extra["app"].trainable = True
+        for layer, block in zip(base.layers, base.block_of):
+            layer.trainable = block >= n - k
+        model.head.trainable = True
+        base.inference_bn = bn_inference
+        base.trainable_blocks = k
+
+    def _training_model(self, model: Any, augment: bool) -> Any:
+        if not isinstance(model, KerasClassifier):
+            return model
+        keras = self.keras
+        size = model.base.image_size
+        inputs = keras.Input((size, size, 3))
+        x = keras.layers.RandomFlip("horizontal")(inputs) if augment else inputs
+        from .models import InferenceMode
+
+        fmap = InferenceMode(model.base.model)(x) if model.base.inference_bn else model.base.model(x)
+        pooled = keras.layers.GlobalAveragePooling2D()(fmap)
+        return keras.Model(inputs, model.head(pooled))
+
+    def count_params(self, model: Any) -> tuple[int, int]:
+        if isinstance(model, KerasClassifier):
+            parts = [model.base.model, model.head]
+        elif hasattr(model, "block_of"):  # a bare base
+            parts = [model.model]
+        else:  # a head
+            parts = [model]
+        trainable = sum(int(np.prod(w.shape)) for p in parts for w in p.trainable_weights)
+        total = sum(int(np.prod(w.shape)) for p in parts for w in p.weights
+                    if "moving" not in w.path and "count" not in w.path.split("/")[-1])
+        return trainable, total
+
+    # -- verbs ----------------------------------------------------------------------------------
+    def _batches(self, x: np.ndarray, batch_size: int):
+        for start in range(0, len(x), batch_size):
+            yield x[start:start + batch_size].astype(np.float32)
+
+    def features(self, base: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
+        keras = self.keras
+        if "features" not in base.extra:
+            pooled = keras.layers.GlobalAveragePooling2D()(base.model.output)
+            base.extra["features"] = keras.Model(base.model.input, pooled)
+        fmodel = base.extra["features"]
+        out = [np.asarray(fmodel(b, training=False), dtype=np.float32) for b in self._batches(images, batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, base.feature_dim), np.float32)
+
+    def _optimizer(self, spec: OptimizerSpec) -> Any:
+        opt = self.keras.optimizers
+        if spec.name == "adam":
+            return opt.Adam(learning_rate=spec.lr, weight_decay=spec.weight_decay or None)
+        if spec.name == "sgd":
+            return opt.SGD(learning_rate=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay or None)
+        if spec.name == "rmsprop":
+            return opt.RMSprop(learning_rate=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay or None)
+        raise ValueError(f"unknown optimizer {spec.name!r} (allowed: adam, sgd, rmsprop)")
+
+    def fit(self, model, x, y, *, epochs, optimizer, batch_size, val=None, augment=False, on_epoch=None):
+        keras = self.keras
+        images = x.dtype == np.uint8
+        train_model = self._training_model(model, augment and images)
+        train_model.compile(optimizer=self._optimizer(optimizer),
+                            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        backend = self
+        stats: list[EpochStats] = []
+
+        class EpochTimer(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                seconds = time.perf_counter() - self.start
+                val_acc = None
+                if val is not None and len(val[1]):
+                    val_acc = float((backend.predict(model, val[0], batch_size) == val[1]).mean())
+                record = EpochStats(phase="images" if images else "features", seconds=seconds, images=len(y),
+                                    train_loss=float((logs or {}).get("loss", float("nan"))), val_accuracy=val_acc)
+                stats.append(record)
+                if on_epoch is not None:
+                    on_epoch(epoch, epochs, record)
+
+        x_in = x.astype(np.float32)
+        train_model.fit(x_in, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
+                        callbacks=[EpochTimer()])
+        return stats
+
+    def _inference_model(self, model: Any) -> Any:
+        if isinstance(model, KerasClassifier):
+            key = "inference"
+            if model.base.extra.get("inference_head") is not model.head:
+                keras = self.keras
+                size = model.base.image_size
+                inputs = keras.Input((size, size, 3))
+                pooled = keras.layers.GlobalAveragePooling2D()(model.base.model(inputs, training=False))
+                model.base.extra[key] = keras.Model(inputs, model.head(pooled, training=False))
+                model.base.extra["inference_head"] = model.head
+            return model.base.extra[key]
+        return model
+
+    def predict(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+        infer = self._inference_model(model)
+        if x.dtype != np.uint8:
+            batch_size = max(batch_size, 1024)
+        preds = [np.asarray(infer(b, training=False)).argmax(axis=1) for b in self._batches(x, batch_size)]
+        return np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64)
+
+    def recalibrate_batchnorm(self, model: Any, x: np.ndarray, batch_size: int) -> None:
+        keras = self.keras
+        bns = [layer for layer in model.base.layers
+               if isinstance(layer, keras.layers.BatchNormalization) and layer.trainable]
+        if not bns or model.base.inference_bn:
+            return
+        saved = [layer.momentum for layer in bns]
+        for layer in bns:
+            layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, np.float32))
+            layer.moving_variance.assign(np.ones(layer.moving_variance.shape, np.float32))
+        for i, batch in enumerate(self._batches(x, batch_size), start=1):
+            for layer in bns:  # momentum (i-1)/i makes the moving statistics a plain average over batches
+                layer.momentum = (i - 1) / i
+            model.base.model(batch, training=True)
+        for layer, momentum in zip(bns, saved):
+            layer.momentum = momentum
+
+    def reset_peak_memory(self) -> None:
+        if self._kind == "cuda" and self.framework == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.experimental.reset_memory_stats("GPU:0")
+
+    def peak_memory_mb(self) -> float | None:
+        if self._kind == "cuda" and self.framework == "tensorflow":
+            import tensorflow as tf
+
+            return tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20
+        return None
