@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torchvision  # noqa: F401  (before any test imports TensorFlow: the other order segfaults)
 
 from zoo_bench.grid import expand
 from zoo_bench.plugins import load_plugins

@@ -166,6 +166,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
+    from rich.markup import escape
     from rich.table import Table
 
     registry = load_plugins()
@@ -174,14 +175,14 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         table.add_column(col)
     for info in registry.plugins:
         if info.error:
-            regs = f"[red]failed to load: {info.error}[/red]"
+            regs = f"[red]failed to load: {escape(info.error)}[/red]"
         else:
-            parts = [f"{kind}: {', '.join(names)}" for kind, names in info.registers.items()]
+            parts = [escape(f"{kind}: {', '.join(names)}") for kind, names in info.registers.items()]
             for name, cls in registry.backends.items():
                 if registry.owners.get(("backend", name)) == info.name:
                     ok, why = cls.available()
                     if not ok:
-                        parts.append(f"[yellow]backend {name} unavailable: {why}[/yellow]")
+                        parts.append(f"[yellow]backend {name} unavailable: {escape(why)}[/yellow]")
             regs = "\n".join(parts) or "(nothing)"
         table.add_row(info.name, info.distribution, info.version, regs)
     report.out.print(table)

@@ -6,6 +6,7 @@ from typing import Any
 
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -13,6 +14,8 @@ from .backend import EpochStats
 from .grid import Trial, strategy_label
 
 out = Console()
+if not out.is_terminal and "COLUMNS" not in __import__("os").environ:
+    out.width = 160  # logs and pipes: wide enough that names are not cut
 err = Console(stderr=True, soft_wrap=True)  # one message, one line, whatever the width
 
 
@@ -41,21 +44,22 @@ class RichReporter:
     def trial_started(self, trial: Trial) -> None:
         self._trial = trial.id
         if self.progress:
-            self.progress.update(self.epoch_task, description=f"  {trial.id}", completed=0, total=None, visible=True)
+            self.progress.update(self.epoch_task, description=f"  {escape(trial.id)}", completed=0, total=None,
+                                 visible=True)
 
     def epoch(self, index: int, total: int, stats: EpochStats) -> None:
         if self.progress:
             val = f", val {stats.val_accuracy:.3f}" if stats.val_accuracy is not None else ""
             self.progress.update(self.epoch_task, completed=index + 1, total=total,
-                                 description=f"  {self._trial}: epoch {index + 1}/{total} ({stats.phase}, "
+                                 description=f"  {escape(self._trial)}: epoch {index + 1}/{total} ({stats.phase}, "
                                              f"{stats.seconds:.2f}s{val})")
 
     def trial_finished(self, trial: Trial, row: dict[str, Any]) -> None:
         if row["status"] != "ok":
             self.failed += 1
-            self.console.print(f"[red]error[/red] {trial.id}: {row['error']}")
+            self.console.print(f"[red]error[/red] {escape(trial.id)}: {escape(str(row['error']))}")
         else:
-            self.console.print(f"[green]ok[/green] {trial.id}: test {row['test_accuracy']:.3f} "
+            self.console.print(f"[green]ok[/green] {escape(trial.id)}: test {row['test_accuracy']:.3f} "
                                f"({row['wall_s']:.1f}s)")
         if self.progress:
             self.progress.advance(self.trials_task)
@@ -129,14 +133,54 @@ def results_tables(df: pd.DataFrame, title: str = "") -> list[Table]:
             for size in sizes:
                 g = group[group["size_per_class"] == size]
                 cells.append(_fmt_cell(g) if len(g) else "")
-            table.add_row(backbone, label, *cells)
+            table.add_row(escape(backbone), escape(label), *cells)
         tables.append(table)
     return tables
+
+
+def comparison_table(df: pd.DataFrame, title: str = "") -> Table | None:
+    """Backends side by side per size, with the accuracy difference (points) against the first backend."""
+    backends = list(dict.fromkeys(df["backend"]))
+    if len(backends) < 2:
+        return None
+    varying = _varying_params(df)
+    df = df.copy()
+    df["row_label"] = [strategy_label(s, {k: v for k, v in p.items() if k in varying.get(s, set())})
+                       for s, p in zip(df["strategy"], df["params"])]
+    ref = backends[0]
+    table = Table(title=f"{title} backends side by side".strip(), show_lines=True,
+                  caption=f"Δ: mean test accuracy minus {ref}'s, in points")
+    table.add_column("backbone")
+    table.add_column("strategy")
+    sizes = sorted(df["size_per_class"].unique())
+    for size in sizes:
+        for backend in backends:
+            table.add_column(f"n={size} {backend}", justify="right")
+        for backend in backends[1:]:
+            table.add_column(f"n={size} Δ {backend}", justify="right")
+    for (backbone, label), group in df.groupby(["backbone", "row_label"], sort=False):
+        cells = []
+        for size in sizes:
+            means = {}
+            for backend in backends:
+                g = group[(group["size_per_class"] == size) & (group["backend"] == backend)]
+                cells.append(_fmt_cell(g) if len(g) else "")
+                ok = g[g["status"] == "ok"]
+                means[backend] = ok["test_accuracy"].astype(float).mean() * 100 if len(ok) else float("nan")
+            for backend in backends[1:]:
+                delta = means[backend] - means[ref]
+                cells.append("-" if math.isnan(delta) else f"{delta:+.1f}")
+        table.add_row(escape(backbone), escape(label), *cells)
+    return table
 
 
 def print_tables(df: pd.DataFrame, title: str = "") -> None:
     for table in results_tables(df, title):
         out.print(table)
+    if not df.empty:
+        side_by_side = comparison_table(df, title)
+        if side_by_side is not None:
+            out.print(side_by_side)
 
 
 def message(text: str) -> None:

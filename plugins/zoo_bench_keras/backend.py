@@ -8,8 +8,10 @@ the first epoch.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +28,21 @@ FRAMEWORK_PACKAGE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 def keras_backend_name() -> str:
     """The framework Keras will run on: ``KERAS_BACKEND``, else tensorflow."""
     return os.environ.get("KERAS_BACKEND", "tensorflow")
+
+
+@contextlib.contextmanager
+def _quiet_native_stderr():
+    """Send file descriptor 2 to /dev/null for the block; Python exceptions still propagate."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 @dataclass
@@ -49,11 +66,16 @@ class KerasBackend(Backend):
         if not ok:
             raise BackendUnavailableError(why)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        import keras
+        if importlib.util.find_spec("torchvision") is not None:
+            # torchvision (through triton) segfaults when imported after TensorFlow in one process,
+            # which a suite running both backends does: import it first.
+            import torchvision  # noqa: F401
+        with _quiet_native_stderr():  # TensorFlow's C++ start-up chatter bypasses its log level
+            import keras
 
-        self.keras = keras
-        self.framework = keras.backend.backend()
-        self._gpu = self._framework_has_gpu()
+            self.keras = keras
+            self.framework = keras.backend.backend()
+            self._gpu = self._framework_has_gpu()
         if device in ("cuda", "mps") and not self._gpu:
             raise BackendUnavailableError(f"device {device!r} was asked for but Keras ({self.framework}) sees no GPU")
         self._kind = "cuda" if (self._gpu and device != "cpu") else "cpu"
