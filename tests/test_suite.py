@@ -57,7 +57,7 @@ def test_unknown_names_list_allowed_values(tmp_path, registry):
 
 def test_unknown_backend(tmp_path, registry):
     lines = problems(tmp_path, registry, BASE.replace('backends = ["torch"]', 'backends = ["jax"]'))
-    assert any("run.backends[0]: unknown backend 'jax' (allowed: torch)" in line for line in lines)
+    assert any("run.backends[0]: unknown backend 'jax' (allowed: keras, torch)" in line for line in lines)
 
 
 def test_strategy_parameter_errors(tmp_path, registry):
