@@ -12,7 +12,7 @@ import torchvision  # noqa: F401  (before any test imports TensorFlow: the other
 from zoo_bench.grid import expand
 from zoo_bench.plugins import load_plugins
 from zoo_bench.results import RunStore
-from zoo_bench.runner import Runner, RunOptions, check_sizes, list_dataset, make_backends
+from zoo_bench.runner import Runner, RunOptions, check_sizes, list_dataset, make_backends, run_metadata
 from zoo_bench.suite import parse_suite
 
 REPO = Path(__file__).resolve().parent.parent
@@ -92,6 +92,8 @@ def run_inprocess(suite_path: Path, registry, tmp_path: Path, cache_dir: Path, r
     check_sizes(suite, listing)
     store = RunStore(tmp_path / "results" / suite.name / run_id)
     reporter = QuietReporter()
-    runner = Runner(suite, registry, store, listing, make_backends(suite, registry, options), options, reporter)
+    backends = make_backends(suite, registry, options)
+    store.write_meta(run_metadata(suite, run_id, backends, len(expand(suite))))
+    runner = Runner(suite, registry, store, listing, backends, options, reporter)
     runner.run(expand(suite))
     return store, reporter

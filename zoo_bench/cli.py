@@ -55,6 +55,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="print the tables of a finished (or running) run folder")
     show.add_argument("run_dir", type=Path)
+    show.add_argument("--by", help="regroup by these result columns, e.g. backbone,strategy")
+
+    base = sub.add_parser("baseline", help="baselines for compare")
+    base_sub = base.add_subparsers(dest="baseline_command", required=True)
+    save = base_sub.add_parser("save", help="save a run as results/baselines/NAME.json")
+    save.add_argument("run_dir", type=Path)
+    save.add_argument("--name", required=True)
+    save.add_argument("--dir", type=Path, default=Path("results/baselines"))
+
+    cmp_ = sub.add_parser("compare", help="compare a run with a baseline (exit 0 pass, 1 regression, 2 no baseline "
+                                          "or bad input, 3 errored or missing trials)")
+    cmp_.add_argument("baseline", type=Path, help="baseline file or run folder")
+    cmp_.add_argument("current", type=Path, help="run folder or baseline file")
+    cmp_.add_argument("--fail", action="append", metavar="METRIC:LIMIT",
+                      help="gate, e.g. accuracy:-1pt or epoch_time:+25%% (default: the suite's [compare] fail, "
+                           "else accuracy:-1pt)")
+    cmp_.add_argument("--format", choices=["table", "markdown", "json"], default="table")
 
     sub.add_parser("plugins", help="list plugins, their distributions and what they register")
 
@@ -161,8 +178,40 @@ def cmd_show(args: argparse.Namespace) -> int:
         raise UsageError(f"{args.run_dir}: not a run folder (no trials.jsonl)")
     df = load_run(args.run_dir)
     meta = RunStore(args.run_dir).meta()
-    report.print_tables(df, title=meta.get("suite_name", args.run_dir.name))
+    title = meta.get("suite_name", args.run_dir.name)
+    if args.by:
+        by = [c.strip() for c in args.by.split(",") if c.strip()]
+        unknown = [c for c in by if c not in df.columns]
+        if unknown:
+            raise UsageError(f"--by: unknown columns {unknown} (allowed: {', '.join(df.columns)})")
+        report.out.print(report.grouped_table(df, by, title))
+        return 0
+    report.print_tables(df, title=title)
     return 0
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    from .compare import save_baseline
+
+    path = save_baseline(args.run_dir, args.name, args.dir)
+    report.message(f"baseline saved: {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare, gates_from, load_side
+
+    baseline, current = load_side(args.baseline), load_side(args.current)
+    result = compare(baseline, current, gates_from(args.fail, current.suite or baseline.suite))
+    for warning in result.warnings:
+        report.message(f"warning: {warning}")
+    if args.format == "json":
+        print(result.as_json())
+    elif args.format == "markdown":
+        print(report.compare_markdown(result, baseline.label, current.label), end="")
+    else:
+        report.out.print(report.compare_table(result, baseline.label, current.label))
+    return result.exit_code
 
 
 def cmd_plugins(args: argparse.Namespace) -> int:
@@ -205,7 +254,8 @@ def cmd_data_get(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "show": cmd_show, "plugins": cmd_plugins}
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "show": cmd_show, "plugins": cmd_plugins,
+            "baseline": cmd_baseline, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """Everything zoo-bench prints: progress while running, tables after. The only module that prints."""
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -12,6 +13,10 @@ from rich.table import Table
 
 from .backend import EpochStats
 from .grid import Trial, strategy_label
+from .stats import estimate, format_estimate
+
+CAPTION = ("test accuracy and time per epoch (median after the first): mean ± half-width of the 95% "
+           "confidence interval over seeds (Student t), n seeds")
 
 out = Console()
 if not out.is_terminal and "COLUMNS" not in __import__("os").environ:
@@ -89,13 +94,12 @@ def _fmt_cell(group: pd.DataFrame) -> str:
     failed = len(group) - len(ok)
     if ok.empty:
         return f"[red]error ×{failed}[/red]"
-    acc = ok["test_accuracy"].astype(float) * 100
-    n = len(acc)
-    spread = f" ±{acc.std(ddof=1):.1f}" if n > 1 else ""
-    text = f"{acc.mean():.1f}%{spread} (n={n})"
-    ept = ok["epoch_time_s"].dropna().astype(float)
-    if not ept.empty:
-        text += f"\n{_fmt_seconds(ept.mean())}/epoch"
+    text = format_estimate(estimate(ok["test_accuracy"]), scale=100, unit="%")
+    ept = estimate(ok["epoch_time_s"].dropna())
+    if ept is not None:
+        seconds = _fmt_seconds(ept.mean)
+        spread = f" ±{_fmt_seconds(ept.half_width)}" if ept.half_width is not None else ""
+        text += f"\n{seconds}{spread}/epoch"
     elif ok["train_time_s"].notna().any():
         text += f"\nfit {_fmt_seconds(ok['train_time_s'].astype(float).mean())}"
     if failed:
@@ -122,7 +126,7 @@ def results_tables(df: pd.DataFrame, title: str = "") -> list[Table]:
     for backend, bdf in df.groupby("backend", sort=False):
         device = ", ".join(sorted({str(d) for d in bdf["device_name"].dropna().unique()})) or "-"
         table = Table(title=f"{title} [{backend}] on {device}".strip(),
-                      caption="test accuracy: mean ± std over seeds (n seeds); time per epoch: median after the first",
+                      caption=CAPTION,
                       show_lines=True)
         table.add_column("backbone")
         table.add_column("strategy")
@@ -149,7 +153,7 @@ def comparison_table(df: pd.DataFrame, title: str = "") -> Table | None:
                        for s, p in zip(df["strategy"], df["params"])]
     ref = backends[0]
     table = Table(title=f"{title} backends side by side".strip(), show_lines=True,
-                  caption=f"Δ: mean test accuracy minus {ref}'s, in points")
+                  caption=f"Δ: mean test accuracy minus {ref}'s, in points; " + CAPTION)
     table.add_column("backbone")
     table.add_column("strategy")
     sizes = sorted(df["size_per_class"].unique())
@@ -174,6 +178,27 @@ def comparison_table(df: pd.DataFrame, title: str = "") -> Table | None:
     return table
 
 
+def grouped_table(df: pd.DataFrame, by: list[str], title: str = "") -> Table:
+    """Any result columns as rows; accuracy and time per epoch with their intervals, and n."""
+    df = df.copy()
+    for col in by:
+        df[col] = df[col].map(lambda v: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list)) else v)
+    table = Table(title=f"{title} by {', '.join(by)}".strip(), caption=CAPTION)
+    for col in by:
+        table.add_column(col)
+    for col in ("trials", "test accuracy", "time per epoch", "errors"):
+        table.add_column(col, justify="right")
+    for key, group in df.groupby(by, sort=True, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        ok = group[group["status"] == "ok"]
+        ept = estimate(ok["epoch_time_s"].dropna())
+        time_text = "-" if ept is None else format_estimate(ept, unit=" s", digits=3)
+        table.add_row(*(escape(str(k)) for k in key), str(len(group)),
+                      format_estimate(estimate(ok["test_accuracy"]), scale=100, unit="%"), time_text,
+                      str(len(group) - len(ok)))
+    return table
+
+
 def print_tables(df: pd.DataFrame, title: str = "") -> None:
     for table in results_tables(df, title):
         out.print(table)
@@ -191,3 +216,48 @@ def message(text: str) -> None:
 def error(text: str) -> None:
     """A one-line error (stderr)."""
     err.print(f"error: {text}", style="red", highlight=False, markup=False)
+
+
+def _fmt_metric(e, metric: str) -> str:
+    if e is None:
+        return "-"
+    if metric == "accuracy":
+        return format_estimate(e, scale=100, unit="%")
+    return format_estimate(e, unit=" s", digits=3)
+
+
+def _fmt_delta(line) -> str:
+    if line.delta is None:
+        return "-"
+    return f"{line.delta:+.2f} pt" if line.metric == "accuracy" else f"{line.delta * 100:+.1f}%"
+
+
+STATUS_STYLE = {"pass": "green", "fail": "red", "error": "red", "missing": "red", "new": "yellow",
+                "skipped": "yellow", "info": "dim"}
+
+
+def compare_table(result, baseline_label: str, current_label: str) -> Table:
+    """Per configuration and metric: baseline, current, delta, status."""
+    table = Table(title=f"compare {baseline_label} -> {current_label}",
+                  caption="mean ± half-width of the 95% CI over seeds; accuracy deltas in points, time in %")
+    for col in ("trial (all seeds)", "metric", "baseline", "current", "delta", "status"):
+        table.add_column(col, justify="right" if col in ("baseline", "current", "delta") else "left")
+    for line in result.lines:
+        style = STATUS_STYLE.get(line.status, "")
+        status = f"[{style}]{line.status}[/{style}]" + (f" {escape(line.note)}" if line.note else "")
+        table.add_row(escape(line.config), line.metric, _fmt_metric(line.baseline, line.metric),
+                      _fmt_metric(line.current, line.metric), _fmt_delta(line), status)
+    return table
+
+
+def compare_markdown(result, baseline_label: str, current_label: str) -> str:
+    """The same comparison as a Markdown table (for a CI job summary)."""
+    verdict = {0: "pass", 1: "regression", 3: "broken run (errored or missing trials)"}.get(result.exit_code, "")
+    out = [f"### zoo-bench compare: {verdict}", "", f"baseline `{baseline_label}`, current `{current_label}`", ""]
+    out += [f"> warning: {w}" for w in result.warnings]
+    out += ["", "| trial (all seeds) | metric | baseline | current | delta | status |", "| --- | --- | ---: | ---: | ---: | --- |"]
+    for line in result.lines:
+        note = f" ({line.note})" if line.note else ""
+        out.append(f"| `{line.config}` | {line.metric} | {_fmt_metric(line.baseline, line.metric)} | "
+                   f"{_fmt_metric(line.current, line.metric)} | {_fmt_delta(line)} | {line.status}{note} |")
+    return "\n".join(out) + "\n"

@@ -26,13 +26,14 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "test": ("test", "str"), "val_fraction": (0.2, "float"), "sizes": (REQUIRED, "list[int]"),
         "download": (False, "bool"),
     },
+    "compare": {"fail": ([], "list[str]")},
     "run": {
         "backends": (REQUIRED, "list[str]"), "backbones": (REQUIRED, "list[str]"),
         "batch_size": (32, "int"), "image_size": (0, "int"), "precision": ("auto", "str"),
         "device": ("auto", "str"),
     },
 }
-TOP_LEVEL = ("suite", "dataset", "run", "strategies", "profiles")
+TOP_LEVEL = ("suite", "dataset", "run", "compare", "strategies", "profiles")
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,13 @@ def parse_suite(
     _check_names(run, ds, registry, bad)
     _check_ranges(run, ds, meta, bad)
     strategies = _check_strategies(data.get("strategies", {}), registry, bad)
+    for i, text in enumerate(values["compare"].get("fail", [])):
+        from .compare import Gate
+
+        try:
+            Gate.parse(text)
+        except Exception as exc:  # UsageError: reworded for the suite file
+            bad(f"compare.fail[{i}]", str(exc).replace("--fail ", ""))
     if problems:
         raise SuiteError(problems)
     return Suite(

@@ -1,0 +1,120 @@
+"""Baselines and compare: each exit code with real run folders, and the confidence-interval rule."""
+import json
+import shutil
+
+import pytest
+
+from conftest import run_inprocess, write_suite
+from zoo_bench.cli import main
+from zoo_bench.compare import Gate, overlap_rule
+from zoo_bench.plugins import load_plugins
+from zoo_bench.stats import Estimate, estimate
+
+SUITE = """
+[suite]
+name = "cmp"
+seeds = [0, 1, 2]
+[dataset]
+source = "synthetic"
+train_per_class = 12
+test_per_class = 10
+image_size = 32
+sizes = [8]
+[run]
+backends = ["torch"]
+backbones = ["efficientnet_lite0"]
+image_size = 32
+batch_size = 8
+[strategies.svm]
+"""
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cmp")
+    store, _ = run_inprocess(write_suite(tmp, SUITE), load_plugins(), tmp, tmp / "cache")
+    assert all(r["status"] == "ok" for r in store.rows())
+    return store.run_dir
+
+
+def edited_copy(run_dir, tmp_path, edit):
+    """A copy of a real run folder with its rows changed by ``edit(rows) -> rows``."""
+    copy = tmp_path / "current"
+    shutil.copytree(run_dir, copy)
+    rows = [json.loads(line) for line in (copy / "trials.jsonl").read_text().splitlines()]
+    (copy / "trials.jsonl").write_text("".join(json.dumps(r) + "\n" for r in edit(rows)))
+    return copy
+
+
+def test_identical_run_passes_against_its_saved_baseline(run_dir, tmp_path, capsys):
+    assert main(["baseline", "save", str(run_dir), "--name", "tiny", "--dir", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "tiny.json").read_text())
+    assert len(saved["trials"]) == 3 and saved["machine"]["cpu_count"] and saved["suite"]["suite"]["name"] == "cmp"
+    assert main(["compare", str(tmp_path / "tiny.json"), str(run_dir)]) == 0
+    assert "pass" in capsys.readouterr().out
+
+
+def test_accuracy_drop_beyond_threshold_is_a_regression(run_dir, tmp_path, capsys):
+    def drop(rows):
+        return [dict(r, test_accuracy=0.3) for r in rows]
+
+    current = edited_copy(run_dir, tmp_path, drop)
+    assert main(["compare", str(run_dir), str(current), "--format", "json"]) == 1
+    result = json.loads(capsys.readouterr().out)
+    [acc] = [line for line in result["lines"] if line["metric"] == "accuracy"]
+    assert acc["status"] == "fail" and acc["delta"] < -1
+
+
+def test_missing_baseline_is_exit_2(run_dir, tmp_path, capsys):
+    assert main(["compare", str(tmp_path / "nope.json"), str(run_dir)]) == 2
+    assert "no such baseline" in capsys.readouterr().err
+
+
+def test_errored_trial_is_exit_3_even_with_a_regression(run_dir, tmp_path):
+    def break_one(rows):
+        rows[0] = dict(rows[0], status="error", error="RuntimeError: boom", test_accuracy=None)
+        return [dict(r, test_accuracy=0.1) if r["status"] == "ok" else r for r in rows]
+
+    assert main(["compare", str(run_dir), str(edited_copy(run_dir, tmp_path, break_one))]) == 3
+
+
+def test_missing_trials_are_exit_3_and_new_trials_are_reported_not_failed(run_dir, tmp_path, capsys):
+    def rename(rows):
+        return [dict(r, trial_id=r["trial_id"].replace("svm[C=1.0]", "svm[C=2.0]")) for r in rows]
+
+    current = edited_copy(run_dir, tmp_path, rename)
+    assert main(["compare", str(run_dir), str(current), "--format", "json"]) == 3
+    statuses = {line["status"] for line in json.loads(capsys.readouterr().out)["lines"]}
+    assert {"missing", "new"} <= statuses and "fail" not in statuses
+
+
+def test_timing_gate_is_skipped_with_a_warning_on_another_machine(run_dir, tmp_path, capsys):
+    current = edited_copy(run_dir, tmp_path, lambda rows: rows)
+    meta = json.loads((current / "run.json").read_text())
+    meta["cpu_count"] = 64
+    (current / "run.json").write_text(json.dumps(meta))
+    assert main(["compare", str(run_dir), str(current), "--fail", "epoch_time:+25%", "--fail", "accuracy:-1pt"]) == 0
+    assert "timing gate skipped: the machines differ" in capsys.readouterr().err
+
+
+def test_bad_gate_is_a_usage_error(run_dir, capsys):
+    assert main(["compare", str(run_dir), str(run_dir), "--fail", "accuracy:-1%"]) == 2
+    assert "accuracy limits are in points" in capsys.readouterr().err
+
+
+def test_overlap_rule():
+    gate = Gate.parse("accuracy:-1pt")
+    assert gate.limit == -1.0
+    base = estimate([0.95, 0.97, 0.96])
+    noisy = estimate([0.90, 0.97, 0.91])  # mean 2.7 points lower, but the intervals overlap
+    assert base.overlaps(noisy) and not overlap_rule(base, noisy, gate.limit)
+    clear = estimate([0.90, 0.905, 0.91])
+    assert not base.overlaps(clear) and overlap_rule(base, clear, gate.limit)
+    assert overlap_rule(Estimate(0.96, None, 1), Estimate(0.94, None, 1), gate.limit)  # one seed: threshold only
+    assert not overlap_rule(Estimate(0.96, None, 1), Estimate(0.955, None, 1), gate.limit)
+
+
+def test_student_t_interval_and_single_seed():
+    e = estimate([1.0, 2.0, 3.0])
+    assert e.n == 3 and abs(e.half_width - 2.4841) < 1e-3  # t(0.975, 2) * 1 / sqrt(3)
+    assert estimate([0.5]).half_width is None

@@ -1,0 +1,217 @@
+"""Baselines and compare: is the current run worse than the baseline, beyond noise?
+
+Trials are matched by their id without the seed (a configuration); each side's seeds give a mean
+and a 95% interval. Accuracy regresses only when the drop exceeds the threshold and, where both sides
+have several seeds, the intervals do not overlap. Timing compares means of per-trial medians and is
+information unless gated; a gate is skipped, with a warning, when the machines differ.
+
+Exit codes: 0 pass; 1 regression; 2 usage error, unreadable file or no baseline;
+3 the current run has errored trials or lacks trials the baseline has (broken beats regressed).
+"""
+from __future__ import annotations
+
+import json
+import platform
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import UsageError
+from .results import RunStore, now_iso
+from .stats import Estimate, estimate
+
+METRICS = {"accuracy": ("test_accuracy", "pt"), "epoch_time": ("epoch_time_s", "%")}
+DEFAULT_GATES = ["accuracy:-1pt"]
+BASELINE_FIELDS = ("trial_id", "backend", "backbone", "strategy", "params", "size_per_class", "seed", "status",
+                   "error", "test_accuracy", "val_accuracy", "epochs", "epoch_time_s", "first_epoch_s",
+                   "head_epoch_time_s", "feature_time_s", "train_images_per_s", "peak_memory_mb",
+                   "trainable_params", "total_params", "device", "device_name", "precision", "image_size")
+
+
+class CompareInputError(UsageError):
+    """A side of the comparison is missing or unreadable (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """``accuracy:-1pt``: fail when accuracy drops by more than 1 point; ``epoch_time:+25%``."""
+
+    metric: str
+    limit: float
+    unit: str
+
+    @classmethod
+    def parse(cls, text: str) -> "Gate":
+        m = re.fullmatch(r"(\w+):([+-]?\d+(?:\.\d+)?)(pt|%)", text.strip())
+        if not m or m.group(1) not in METRICS:
+            raise UsageError(f"--fail {text!r}: expected METRIC:LIMIT with METRIC in "
+                             f"{', '.join(METRICS)} and LIMIT like -1pt or +25%")
+        metric, limit, unit = m.group(1), float(m.group(2)), m.group(3)
+        if metric == "accuracy" and unit != "pt":
+            raise UsageError(f"--fail {text!r}: accuracy limits are in points, like accuracy:-1pt")
+        return cls(metric, limit, unit)
+
+
+@dataclass
+class Side:
+    """One side of a comparison: rows, machine and where it came from."""
+
+    label: str
+    rows: list[dict[str, Any]]
+    machine: dict[str, Any]
+    suite: dict[str, Any] = field(default_factory=dict)
+
+
+def machine_info(meta: dict[str, Any]) -> dict[str, Any]:
+    """What identifies a machine for timing: device names per backend and CPU count."""
+    devices = {k: v.get("name") for k, v in (meta.get("devices") or {}).items() if isinstance(v, dict)}
+    return {"devices": devices, "cpu_count": meta.get("cpu_count"), "platform": meta.get("platform")}
+
+
+def load_side(path: Path) -> Side:
+    """A run folder (``trials.jsonl`` + ``run.json``) or a baseline file."""
+    try:
+        if path.is_dir():
+            store = RunStore(path)
+            if not store.jsonl.exists():
+                raise CompareInputError(f"{path}: not a run folder (no trials.jsonl)")
+            meta = store.meta()
+            return Side(str(path), store.rows(), machine_info(meta), meta.get("suite") or {})
+        data = json.loads(path.read_text())
+        return Side(str(path), data["trials"], data["machine"], data.get("suite") or {})
+    except FileNotFoundError:
+        raise CompareInputError(f"{path}: no such baseline or run (save one with: zoo-bench baseline save RUN "
+                                "--name NAME)") from None
+    except (json.JSONDecodeError, KeyError, TypeError, IsADirectoryError, UnicodeDecodeError) as exc:
+        raise CompareInputError(f"{path}: unreadable baseline ({type(exc).__name__}: {exc})") from None
+
+
+def save_baseline(run_dir: Path, name: str, out_dir: Path) -> Path:
+    """Write ``out_dir/NAME.json``: per-trial results, the suite, machine and package info."""
+    if not re.fullmatch(r"[\w.-]+", name):
+        raise UsageError(f"--name {name!r}: use letters, digits, '.', '-' and '_'")
+    side = load_side(run_dir)
+    meta = RunStore(run_dir).meta()
+    payload = {
+        "name": name, "saved_at": now_iso(), "run_id": meta.get("run_id"), "suite_name": meta.get("suite_name"),
+        "suite": side.suite, "machine": side.machine, "versions": meta.get("versions"),
+        "saved_with_python": platform.python_version(),
+        "trials": [{k: r.get(k) for k in BASELINE_FIELDS} for r in side.rows],
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=1, sort_keys=True, default=str) + "\n")
+    return path
+
+
+def config_id(trial_id: str) -> str:
+    """A trial id without its seed."""
+    return trial_id.rsplit("/seed=", 1)[0]
+
+
+@dataclass
+class Line:
+    """One configuration and metric, compared."""
+
+    config: str
+    metric: str
+    baseline: Estimate | None
+    current: Estimate | None
+    delta: float | None  # points for accuracy, relative change for time
+    status: str  # pass | fail | info | new | missing | error | skipped
+    note: str = ""
+
+
+@dataclass
+class Report:
+    lines: list[Line]
+    warnings: list[str]
+    exit_code: int
+
+    def as_json(self) -> str:
+        def enc(e: Estimate | None):
+            return None if e is None else {"mean": e.mean, "ci95_half_width": e.half_width, "n": e.n}
+
+        return json.dumps({"exit_code": self.exit_code, "warnings": self.warnings, "lines": [
+            {**{k: v for k, v in asdict(line).items() if k not in ("baseline", "current")},
+             "baseline": enc(line.baseline), "current": enc(line.current)} for line in self.lines]}, indent=1)
+
+
+def overlap_rule(base: Estimate, cur: Estimate, limit_points: float) -> bool:
+    """Accuracy regressed: the drop exceeds the limit and, with several seeds each, the CIs are apart."""
+    drop_exceeds = (cur.mean - base.mean) * 100 < limit_points
+    if base.n >= 2 and cur.n >= 2:
+        return drop_exceeds and not base.overlaps(cur)
+    return drop_exceeds
+
+
+def compare(baseline: Side, current: Side, gates: list[Gate]) -> Report:
+    """Every configuration of either side, per metric, with pass or fail."""
+    warnings: list[str] = []
+    gate = {g.metric: g for g in gates}
+    same_machine = baseline.machine.get("devices") == current.machine.get("devices") and \
+        baseline.machine.get("cpu_count") == current.machine.get("cpu_count")
+    if "epoch_time" in gate and not same_machine:
+        warnings.append(f"timing gate skipped: the machines differ (baseline {baseline.machine.get('devices')}, "
+                        f"{baseline.machine.get('cpu_count')} CPUs; current {current.machine.get('devices')}, "
+                        f"{current.machine.get('cpu_count')} CPUs)")
+
+    def grouped(rows):
+        out: dict[str, list[dict]] = {}
+        for r in rows:
+            out.setdefault(config_id(r["trial_id"]), []).append(r)
+        return out
+
+    base_g, cur_g = grouped(baseline.rows), grouped(current.rows)
+    lines: list[Line] = []
+    broken = regressed = False
+    for config in sorted(set(base_g) | set(cur_g)):
+        b_rows, c_rows = base_g.get(config, []), cur_g.get(config, [])
+        c_errors = [r for r in c_rows if r.get("status") != "ok"]
+        missing_seeds = {r["seed"] for r in b_rows} - {r["seed"] for r in c_rows}
+        if not c_rows:
+            lines.append(Line(config, "all", None, None, None, "missing", "in the baseline, not in the current run"))
+            broken = True
+            continue
+        if c_errors:
+            lines.append(Line(config, "all", None, None, None, "error", c_errors[0].get("error") or "error"))
+            broken = True
+        if missing_seeds and b_rows:
+            lines.append(Line(config, "all", None, None, None, "missing", f"seeds {sorted(missing_seeds)} missing"))
+            broken = True
+        for metric, (column, unit) in METRICS.items():
+            b = estimate(r.get(column) for r in b_rows if r.get("status") == "ok")
+            c = estimate(r.get(column) for r in c_rows if r.get("status") == "ok")
+            if c is None and b is None:
+                continue
+            if not b_rows:
+                lines.append(Line(config, metric, None, c, None, "new", "no baseline for this trial"))
+                continue
+            if b is None or c is None:
+                continue
+            if metric == "accuracy":
+                delta = (c.mean - b.mean) * 100
+                g = gate.get("accuracy")
+                status = "info"
+                if g is not None:
+                    status = "fail" if overlap_rule(b, c, g.limit) else "pass"
+            else:
+                delta = c.mean / b.mean - 1 if b.mean else None
+                g = gate.get("epoch_time")
+                status = "info"
+                if g is not None:
+                    if not same_machine:
+                        status = "skipped"
+                    elif delta is not None:
+                        status = "fail" if delta * 100 > g.limit else "pass"
+            regressed |= status == "fail"
+            lines.append(Line(config, metric, b, c, delta, status))
+    code = 3 if broken else (1 if regressed else 0)
+    return Report(lines, warnings, code)
+
+
+def gates_from(cli: list[str] | None, suite: dict[str, Any]) -> list[Gate]:
+    """Gates from the command line, else the suite's ``[compare] fail``, else the default accuracy gate."""
+    texts = cli or (suite.get("compare") or {}).get("fail") or DEFAULT_GATES
+    return [Gate.parse(t) for t in texts]
