@@ -57,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_dir", type=Path)
     show.add_argument("--by", help="regroup by these result columns, e.g. backbone,strategy")
 
+    plot = sub.add_parser("plot", help="write PNG plots of a run (accuracy against size, time per epoch)")
+    plot.add_argument("run_dir", type=Path)
+    plot.add_argument("--out", type=Path, help="folder for the PNGs (default: RUN_DIR/plots)")
+
+    rep = sub.add_parser("report", help="write one self-contained report file of a run")
+    rep.add_argument("run_dir", type=Path)
+    rep.add_argument("--format", choices=["md", "html"], default="html")
+    rep.add_argument("--out", type=Path, help="file to write (default: RUN_DIR/report.FORMAT)")
+
     base = sub.add_parser("baseline", help="baselines for compare")
     base_sub = base.add_subparsers(dest="baseline_command", required=True)
     save = base_sub.add_parser("save", help="save a run as results/baselines/NAME.json")
@@ -190,6 +199,33 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_frame(run_dir: Path):
+    if not (run_dir / "trials.jsonl").exists():
+        raise UsageError(f"{run_dir}: not a run folder (no trials.jsonl)")
+    df = load_run(run_dir)
+    if df.empty:
+        raise UsageError(f"{run_dir}: no finished trials yet")
+    return df, RunStore(run_dir).meta()
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from .plots import plot_run
+
+    df, meta = _run_frame(args.run_dir)
+    for path in plot_run(df, args.out or args.run_dir / "plots", meta.get("suite_name", args.run_dir.name)):
+        report.message(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .document import write_report
+
+    df, meta = _run_frame(args.run_dir)
+    path = write_report(df, meta, args.out or args.run_dir / f"report.{args.format}", args.format)
+    report.message(f"wrote {path}")
+    return 0
+
+
 def cmd_baseline(args: argparse.Namespace) -> int:
     from .compare import save_baseline
 
@@ -255,7 +291,7 @@ def cmd_data_get(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "show": cmd_show, "plugins": cmd_plugins,
-            "baseline": cmd_baseline, "compare": cmd_compare}
+            "baseline": cmd_baseline, "compare": cmd_compare, "plot": cmd_plot, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:
