@@ -158,6 +158,7 @@ def summarise_epochs(epochs: list[EpochStats]) -> dict[str, Any]:
     seconds = sum(e.seconds for e in main)
     return {
         "epochs": len(epochs),
+        "epoch_seconds": [e.seconds for e in main],
         "epoch_time_s": _median(later),
         "first_epoch_s": main[0].seconds if main else None,
         "head_epoch_time_s": _median([e.seconds for e in heads[1:]] or [e.seconds for e in heads]),

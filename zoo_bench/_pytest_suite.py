@@ -1,0 +1,66 @@
+"""The test module ``pytest --zoo-suite`` collects: one benchmark per trial of the suite."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from zoo_bench.grid import expand
+from zoo_bench.plugins import load_plugins
+from zoo_bench.pytest_plugin import EpochClock, benchmark_durations, data_root
+from zoo_bench.results import RunStore, new_run_id
+from zoo_bench.runner import Runner, RunOptions, check_sizes, list_dataset, make_backends, run_metadata
+from zoo_bench.suite import parse_suite
+
+EXTRA_FIELDS = ("test_accuracy", "val_accuracy", "epoch_time_s", "first_epoch_s", "feature_time_s",
+                "train_images_per_s", "peak_memory_mb", "trainable_params", "total_params", "skipped_images",
+                "device_name", "precision", "wall_s", "status", "error")
+
+
+class _Quiet:
+    def start(self, total, done): pass
+    def trial_started(self, trial): pass
+    def epoch(self, index, total, stats): pass
+    def trial_finished(self, trial, row): pass
+    def close(self): pass
+
+
+def _suite(config):
+    registry = load_plugins()
+    return registry, parse_suite(Path(config.getoption("--zoo-suite")), registry,
+                                 profile=config.getoption("--zoo-profile"))
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "zoo_trial" in metafunc.fixturenames:
+        _, suite = _suite(metafunc.config)
+        trials = expand(suite)
+        metafunc.parametrize("zoo_trial", trials, ids=[t.id for t in trials])
+
+
+@pytest.fixture(scope="session")
+def zoo_runner(pytestconfig):
+    registry, suite = _suite(pytestconfig)
+    cache = Path(os.environ.get("ZOO_BENCH_CACHE_DIR", Path.home() / ".cache" / "zoo-bench"))
+    options = RunOptions(data_root=data_root(pytestconfig), cache_dir=cache,
+                         weights_dir=os.environ.get("ZOO_BENCH_WEIGHTS_DIR"))
+    listing = list_dataset(suite, registry, options)
+    check_sizes(suite, listing)
+    run_id = pytestconfig.getoption("--zoo-run-id") or new_run_id()
+    store = RunStore(Path(pytestconfig.getoption("--zoo-results-dir")) / suite.name / run_id)
+    backends = make_backends(suite, registry, options)
+    store.write_meta(run_metadata(suite, run_id, backends, len(expand(suite))))
+    runner = Runner(suite, registry, store, listing, backends, options, _Quiet())
+    yield runner
+    store.write_table()
+
+
+def test_trial(zoo_trial, zoo_runner, benchmark):
+    row = zoo_runner.run_trial(zoo_trial)
+    zoo_runner.store.append(row)
+    benchmark.extra_info.update({"trial_id": zoo_trial.id, **{k: row.get(k) for k in EXTRA_FIELDS}})
+    durations = benchmark_durations(row)
+    benchmark._timer = EpochClock(durations)  # the timings are the trial's own epoch times
+    benchmark.pedantic(lambda: None, rounds=len(durations), iterations=1, warmup_rounds=0)
+    assert row["status"] == "ok", row["error"]
