@@ -51,7 +51,7 @@ def tiny_weights(tmp_path_factory, monkeypatch):
     """A real weights file for the tiny backbone, so 'pretrained' paths load from disk."""
     import tiny_backbone
 
-    path = tmp_path_factory.getbasetemp() / "tiny_cnn.pth"
+    path = tmp_path_factory.getbasetemp() / "mini_cnn.pth"
     if not path.exists():
         tiny_backbone.save_weights(path)
     monkeypatch.setattr(tiny_backbone, "WEIGHTS", path)
@@ -78,7 +78,7 @@ val_fraction = 0.25
 sizes = [8]
 [run]
 backends = ["torch"]
-backbones = ["tiny_cnn"]
+backbones = ["mini_cnn"]
 batch_size = 8
 """
 

@@ -11,9 +11,9 @@ def test_grid_is_the_product_with_sweeps(tmp_path, registry):
     assert len(trials) == (3 + 1) * 2 * 2
     ids = [t.id for t in trials]
     assert len(set(ids)) == len(ids)
-    assert "torch/tiny_cnn/svm[C=0.1]/n=4/seed=1" in ids
+    assert "torch/mini_cnn/svm[C=0.1]/n=4/seed=1" in ids
     fpt = [t for t in trials if t.strategy == "fpt"][0]
-    assert fpt.id.startswith("torch/tiny_cnn/fpt[augment=true,dropout=0.5,finetune_epochs=3,finetune_lr=0.0001,"
+    assert fpt.id.startswith("torch/mini_cnn/fpt[augment=true,dropout=0.5,finetune_epochs=3,finetune_lr=0.0001,"
                              "head_epochs=2,head_lr=0.001,hidden=[256],momentum=0.9]/n=4/seed=0")
 
 
@@ -27,3 +27,13 @@ def test_select_by_pattern(tmp_path, registry):
     trials = expand(parse_suite(write_suite(tmp_path, body), registry))
     assert [t.strategy for t in select(trials, ["*/svm*"])] == ["svm"]
     assert select(trials, None) == trials
+
+
+def test_a_strategy_can_be_limited_to_some_backbones(tmp_path, registry):
+    body = TINY_SUITE.replace('backbones = ["mini_cnn"]', 'backbones = ["mini_cnn", "efficientnet_lite0"]')
+    body += '[strategies.svm]\nbackbones = ["efficientnet_lite0"]\n[strategies.scratch]\nepochs = 1\n'
+    suite = parse_suite(write_suite(tmp_path, body), registry)
+    pairs = {(t.backbone, t.strategy) for t in expand(suite)}
+    assert pairs == {("efficientnet_lite0", "svm"), ("mini_cnn", "scratch"), ("efficientnet_lite0", "scratch")}
+    assert "backbones" not in suite.strategies["svm"]
+    assert suite.raw["strategies"]["svm"]["backbones"] == ["efficientnet_lite0"]  # recorded as written

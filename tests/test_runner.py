@@ -48,7 +48,7 @@ def test_a_failing_trial_is_recorded_and_the_others_run(tmp_path, registry, cach
     store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, cache_dir)
     df = load_run(store.run_dir).set_index("strategy")
     assert df.loc["svm", "status"] == "error"
-    assert df.loc["svm", "error"] == "tiny_cnn: weights file tiny_cnn.pth is missing"
+    assert df.loc["svm", "error"] == "mini_cnn: weights file mini_cnn.pth is missing"
     assert df.loc["scratch", "status"] == "ok"  # random init needs no weights
     assert "Traceback" in (store.run_dir / "errors.log").read_text()
 

@@ -48,7 +48,7 @@ def _tiny_model(registry, last_blocks, bn_inference):
     from zoo_bench_torch.backend import TorchBackend
 
     backend = TorchBackend(device="cpu")
-    spec = registry.backbones["torch"]["tiny_cnn"]
+    spec = registry.backbones["torch"]["mini_cnn"]
     base = backend.build_base(spec, pretrained=True, image_size=32)
     model = backend.attach(base, backend.new_head(32, 2, __import__("zoo_bench").HeadSpec((8,), 0.0)))
     backend.set_trainable(model, last_blocks, bn_inference)

@@ -44,7 +44,7 @@ def test_unknown_tables_keys_and_types(tmp_path, registry, patch, key, fragment)
 
 
 def test_unknown_names_list_allowed_values(tmp_path, registry):
-    body = BASE.replace('backbones = ["tiny_cnn"]', 'backbones = ["tiny_cnn", "resnet5O"]')
+    body = BASE.replace('backbones = ["mini_cnn"]', 'backbones = ["mini_cnn", "resnet5O"]')
     body = body.replace('backends = ["torch"]', 'backends = ["torch"]').replace('source = "synthetic"', 'source = "flder"')
     body += "[strategies.svn]\n"
     lines = problems(tmp_path, registry, body)
@@ -108,3 +108,8 @@ def test_sizes_larger_than_data(tmp_path, registry, cache_dir):
     assert info.value.problems == [
         f"{path}: dataset.sizes[1]: 50 images per class asked, but class 'pattern0' has only 16 train images "
         "(allowed: up to 16)"]
+
+
+def test_strategy_backbones_must_be_in_the_run(tmp_path, registry):
+    lines = problems(tmp_path, registry, BASE.replace("[strategies.svm]\n", '[strategies.svm]\nbackbones = ["vgg16"]\n'))
+    assert any("strategies.svm.backbones[0]: 'vgg16' is not in run.backbones (allowed: mini_cnn)" in l for l in lines)

@@ -47,3 +47,11 @@ def test_random_init_needs_no_weights(offline):
     spec = load_plugins().backbones["torch"]["resnet50"]
     base = TorchBackend(device="cpu").build_base(spec, pretrained=False, image_size=224)
     assert len(base.blocks) == 5 and not os.path.exists(offline)
+
+
+def test_tiny_cnn_is_random_init_only():
+    spec = load_plugins().backbones["torch"]["tiny_cnn"]
+    base = TorchBackend(device="cpu").build_base(spec, pretrained=False, image_size=64)
+    assert len(base.blocks) == 4 and base.feature_dim == 128
+    with pytest.raises(WeightsUnavailableError, match="tiny_cnn has no pretrained weights; use it with the scratch"):
+        TorchBackend(device="cpu").build_base(spec, pretrained=True, image_size=64)

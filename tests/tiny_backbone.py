@@ -34,12 +34,12 @@ def build(pretrained: bool, image_size: int, weights_dir: str | None):
     blocks = _modules()
     if pretrained:
         if WEIGHTS is None or not Path(WEIGHTS).exists():
-            raise WeightsUnavailableError("tiny_cnn: weights file tiny_cnn.pth is missing")
+            raise WeightsUnavailableError("mini_cnn: weights file mini_cnn.pth is missing")
         nn.Sequential(*blocks).load_state_dict(torch.load(WEIGHTS, weights_only=True))
     return blocks, ["block1", "block2", "block3"], 32
 
 
 @hookimpl
 def zoo_bench_register_backbones():
-    return [BackboneSpec(name="tiny_cnn", backend="torch", image_size=32, mean=(0.5,) * 3, std=(0.5,) * 3,
+    return [BackboneSpec(name="mini_cnn", backend="torch", image_size=32, mean=(0.5,) * 3, std=(0.5,) * 3,
                          builder=partial(build), weights="tiny-test", description="3-block CNN for tests")]

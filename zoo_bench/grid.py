@@ -57,6 +57,9 @@ def expand(suite: Suite) -> list[Trial]:
     trials = []
     for backend, backbone in itertools.product(suite.backends, suite.backbones):
         for strategy, sweeps in suite.strategies.items():
+            only = suite.strategy_backbones.get(strategy)
+            if only is not None and backbone not in only:
+                continue
             keys = sorted(sweeps)
             for combo in itertools.product(*(sweeps[k] for k in keys)):
                 params = tuple((k, _freeze(v)) for k, v in zip(keys, combo))

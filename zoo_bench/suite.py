@@ -52,6 +52,7 @@ class Suite:
     precision: str
     device: str
     strategies: dict[str, dict[str, list[Any]]]
+    strategy_backbones: dict[str, tuple[str, ...]] = field(default_factory=dict)
     profile: str | None = None
     profiles: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict)
@@ -187,7 +188,23 @@ def parse_suite(
     run, ds, meta = values["run"], values["dataset"], values["suite"]
     _check_names(run, ds, registry, bad)
     _check_ranges(run, ds, meta, bad)
-    strategies = _check_strategies(data.get("strategies", {}), registry, bad)
+    strategy_backbones: dict[str, tuple[str, ...]] = {}
+    for name, table in (data.get("strategies") or {}).items():
+        if isinstance(table, dict) and "backbones" in table:
+            only = table["backbones"]
+            if not (isinstance(only, list) and only and all(isinstance(b, str) for b in only)):
+                bad(f"strategies.{name}.backbones", f"must be a non-empty list[str], got {only!r}")
+                continue
+            for i, b in enumerate(only):
+                if b not in run.get("backbones", []):
+                    bad(f"strategies.{name}.backbones[{i}]", f"{b!r} is not in run.backbones "
+                        f"(allowed: {', '.join(run.get('backbones', []))})")
+            strategy_backbones[name] = tuple(only)
+    section = data.get("strategies", {})
+    if isinstance(section, dict):  # `backbones` restricts a strategy; it is not a parameter
+        section = {n: ({k: v for k, v in t.items() if k != "backbones"} if isinstance(t, dict) else t)
+                   for n, t in section.items()}
+    strategies = _check_strategies(section, registry, bad)
     for i, text in enumerate(values["compare"].get("fail", [])):
         from .compare import Gate
 
@@ -201,7 +218,7 @@ def parse_suite(
         path=path, name=meta["name"], seeds=tuple(meta["seeds"]), dataset=ds, sizes=tuple(ds["sizes"]),
         backends=tuple(run["backends"]), backbones=tuple(run["backbones"]), batch_size=run["batch_size"],
         image_size=run["image_size"] or None, precision=run["precision"], device=run["device"],
-        strategies=strategies, profile=profile, profiles=tuple(declared_profiles), raw=data,
+        strategies=strategies, strategy_backbones=strategy_backbones, profile=profile, profiles=tuple(declared_profiles), raw=data,
     )
 
 

@@ -202,4 +202,19 @@ def build(kind: str, arch: str, *, pretrained: bool, image_size: int, weights_di
         return _torchvision(arch, weights_name, pretrained, weights_dir)
     if kind == "lite0":
         return _lite0(pretrained, image_size, weights_dir)
+    if kind == "tiny":
+        return _tiny(pretrained)
     raise KeyError(kind)
+
+
+def _tiny(pretrained: bool) -> tuple:
+    if pretrained:
+        raise WeightsUnavailableError("tiny_cnn has no pretrained weights; use it with the scratch strategy "
+                                      "(in a suite: [strategies.scratch] backbones = [\"tiny_cnn\"])")
+
+    def block(cin: int, cout: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                             nn.ReLU(inplace=True), nn.MaxPool2d(2))
+
+    blocks = [block(3, 16), block(16, 32), block(32, 64), block(64, 128)]
+    return blocks, [f"block{i}" for i in range(1, 5)], 128

@@ -34,6 +34,12 @@ BACKBONES = (
     _tv("inception_v3", size=299, mean=HALF, std=HALF, description="torchvision Inception v3, stem + 11 mixed blocks"),
     _tv("mobilenet_v2", weights="IMAGENET1K_V2", description="torchvision MobileNetV2, 19 feature blocks"),
     _tv("efficientnet_b0", description="torchvision EfficientNet-B0, stem + 7 stages + head conv"),
+    # A small CNN with no pretrained weights: a cheap `scratch` baseline for CI suites.
+    BackboneSpec(
+        name="tiny_cnn", backend="torch", image_size=64, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        builder=partial(_build, "tiny", "tiny_cnn"), weights="none",
+        description="4-block CNN, random initialisation only (use with scratch)",
+    ),
     # The package documents ImageNet mean/std, and it scores higher on real photos than (x-0.5)/0.5.
     BackboneSpec(
         name="efficientnet_lite0", backend="torch", image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
