@@ -12,6 +12,8 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
+from .errors import BackendUnavailableError
+
 
 def cpu_name() -> str:
     """The CPU model, for results (``model name`` in /proc/cpuinfo where there is one)."""
@@ -110,6 +112,9 @@ class Backend(ABC):
 
     def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
                  cache_dir: str | None = None):
+        ok, why = self.available()
+        if not ok:
+            raise BackendUnavailableError(why)
         self.requested_device = device
         self.requested_precision = precision
         self.weights_dir = weights_dir

@@ -107,8 +107,7 @@ def _registry() -> Registry:
     return registry
 
 
-def _choose_profile(path: Path, registry: Registry, args: argparse.Namespace) -> str | None:
-    raw = read_toml(path)
+def _choose_profile(raw: dict, registry: Registry, args: argparse.Namespace) -> str | None:
     if getattr(args, "profile", None):
         return args.profile
     if getattr(args, "no_profile", False) or "cpu" not in profile_names(raw):
@@ -123,8 +122,8 @@ def _choose_profile(path: Path, registry: Registry, args: argparse.Namespace) ->
 
 
 def _load(args: argparse.Namespace, registry: Registry) -> tuple[Suite, RunOptions]:
-    profile = _choose_profile(args.suite, registry, args)
-    suite = parse_suite(args.suite, registry, profile=profile)
+    raw = read_toml(args.suite)
+    suite = parse_suite(args.suite, registry, profile=_choose_profile(raw, registry, args), raw=raw)
     data_root, cache = _paths(args)
     options = RunOptions(data_root=data_root, cache_dir=cache,
                          weights_dir=getattr(args, "weights_dir", None) or os.environ.get(ENV_WEIGHTS),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -74,7 +74,6 @@ class TrialContext:
     feature_cache: FeatureCache
     on_epoch: EpochCallback | None = None
     feature_time_s: float = 0.0
-    notes: dict[str, Any] = field(default_factory=dict)
 
     def part(self, name: str) -> Batch:
         """The ``train``, ``val`` or ``test`` images."""

@@ -10,20 +10,15 @@ from typing import Any
 
 import pandas as pd
 
-from .grid import strategy_label
 from .plots import plot_run
+from .results import row_labels
 from .stats import estimate, format_estimate
 
 
 def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
     """Rows backend x backbone x strategy, a column per size: accuracy and time, with 95% CIs."""
-    from .report import _varying_params
-
-    varying = _varying_params(df)
     rows: list[dict[str, Any]] = []
-    labels = [strategy_label(s, {k: v for k, v in p.items() if k in varying.get(s, set())})
-              for s, p in zip(df["strategy"], df["params"])]
-    df = df.assign(label=labels)
+    df = df.assign(label=row_labels(df))
     for (backend, backbone, label), group in df.groupby(["backend", "backbone", "label"], sort=False):
         row: dict[str, Any] = {"backend": backend, "backbone": backbone, "strategy": label}
         for size, g in sorted(group.groupby("size_per_class")):

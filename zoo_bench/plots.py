@@ -6,18 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from .results import row_labels
 from .stats import estimate
-
-
-def _label_rows(df: pd.DataFrame) -> pd.DataFrame:
-    from .report import _varying_params
-    from .grid import strategy_label
-
-    varying = _varying_params(df)
-    df = df.copy()
-    df["label"] = [strategy_label(s, {k: v for k, v in p.items() if k in varying.get(s, set())})
-                   for s, p in zip(df["strategy"], df["params"])]
-    return df
 
 
 def accuracy_plot(df: pd.DataFrame, path: Path, title: str) -> Path:
@@ -27,7 +17,8 @@ def accuracy_plot(df: pd.DataFrame, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = _label_rows(df[df["status"] == "ok"])
+    ok = df[df["status"] == "ok"]
+    ok = ok.assign(label=row_labels(ok))
     panels = list(ok.groupby(["backend", "backbone"], sort=True))
     cols = min(3, max(1, len(panels)))
     rows = math.ceil(len(panels) / cols) if panels else 1
@@ -70,7 +61,8 @@ def time_plot(df: pd.DataFrame, path: Path, title: str) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ok = _label_rows(df[(df["status"] == "ok") & df["epoch_time_s"].notna()])
+    ok = df[(df["status"] == "ok") & df["epoch_time_s"].notna()]
+    ok = ok.assign(label=row_labels(ok))
     ok["who"] = ok["label"] + "\n" + ok["backbone"] + " (" + ok["backend"] + ")"
     whos = sorted(ok["who"].unique())
     sizes = sorted(ok["size_per_class"].unique())

@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .backend import EpochStats
-from .grid import Trial, strategy_label
+from .grid import Trial
+from .results import row_labels
 from .stats import estimate, format_estimate
 
 CAPTION = ("test accuracy and time per epoch (median after the first): mean ± half-width of the 95% "
@@ -76,19 +77,6 @@ class RichReporter:
             self.progress = None
 
 
-def _varying_params(df: pd.DataFrame) -> dict[str, set[str]]:
-    """Per strategy, the parameters whose value differs between trials (only those label rows)."""
-    varying: dict[str, set[str]] = {}
-    for strategy, group in df.groupby("strategy"):
-        keys: set[str] = set()
-        params = list(group["params"])
-        for key in {k for p in params for k in p}:
-            if len({repr(p.get(key)) for p in params}) > 1:
-                keys.add(key)
-        varying[strategy] = keys
-    return varying
-
-
 def _fmt_cell(group: pd.DataFrame) -> str:
     ok = group[group["status"] == "ok"]
     failed = len(group) - len(ok)
@@ -118,10 +106,7 @@ def results_tables(df: pd.DataFrame, title: str = "") -> list[Table]:
     tables = []
     if df.empty:
         return tables
-    varying = _varying_params(df)
-    df = df.copy()
-    df["row_label"] = [strategy_label(s, {k: v for k, v in p.items() if k in varying.get(s, set())})
-                       for s, p in zip(df["strategy"], df["params"])]
+    df = df.assign(row_label=row_labels(df))
     sizes = sorted(df["size_per_class"].unique())
     for backend, bdf in df.groupby("backend", sort=False):
         device = ", ".join(sorted({str(d) for d in bdf["device_name"].dropna().unique()})) or "-"
@@ -147,10 +132,7 @@ def comparison_table(df: pd.DataFrame, title: str = "") -> Table | None:
     backends = list(dict.fromkeys(df["backend"]))
     if len(backends) < 2:
         return None
-    varying = _varying_params(df)
-    df = df.copy()
-    df["row_label"] = [strategy_label(s, {k: v for k, v in p.items() if k in varying.get(s, set())})
-                       for s, p in zip(df["strategy"], df["params"])]
+    df = df.assign(row_label=row_labels(df))
     ref = backends[0]
     table = Table(title=f"{title} backends side by side".strip(), show_lines=True,
                   caption=f"Δ: mean test accuracy minus {ref}'s, in points; " + CAPTION)

@@ -103,6 +103,18 @@ def to_dataframe(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return df[COLUMNS + [c for c in df.columns if c not in COLUMNS]]
 
 
+def row_labels(df: pd.DataFrame) -> list[str]:
+    """Each row's strategy with only the parameters that vary between its trials: the table's row name."""
+    from .grid import strategy_label
+
+    varying: dict[str, set[str]] = {}
+    for strategy, group in df.groupby("strategy"):
+        params = list(group["params"])
+        varying[strategy] = {k for k in {k for p in params for k in p} if len({repr(p.get(k)) for p in params}) > 1}
+    return [strategy_label(s, {k: v for k, v in p.items() if k in varying[s]})
+            for s, p in zip(df["strategy"], df["params"])]
+
+
 def load_run(run_dir: Path) -> pd.DataFrame:
     """A run folder's trials as a DataFrame (from the jsonl, so it works mid-run too)."""
     return to_dataframe(RunStore(run_dir).rows())

@@ -176,6 +176,7 @@ class Runner:
         self.backends, self.options, self.reporter = backends, options, reporter
         self.images = ImageCache(options.cache_dir)
         self.features = FeatureCache()
+        self._test: dict[int, Any] = {}  # image size -> the stacked test part, shared by every trial
 
     def run(self, trials: list[Trial]) -> list[dict[str, Any]]:
         """Run the trials not yet finished; return the rows written now."""
@@ -226,7 +227,9 @@ class Runner:
         sub = sampling.subset(self.listing, trial.size, trial.seed, self.suite.dataset["val_fraction"])
         train = self.images.load(sub.train, image_size)
         val = self.images.load(sub.val, image_size)
-        test = self.images.load(self.listing.test, image_size)
+        if image_size not in self._test:
+            self._test = {image_size: self.images.load(self.listing.test, image_size)}  # one size held at a time
+        test = self._test[image_size]
         if len(set(train.labels.tolist())) < len(self.listing.classes):
             raise DataError(f"{trial.id}: after skipping unreadable images a class has no training image")
         strategy = self.registry.strategies[trial.strategy]()

@@ -64,5 +64,5 @@ def prepare_pet_images(archive: Path, dest: Path) -> dict[str, int]:
 
 CATS_DOGS = DownloadSpec(
     name="cats_dogs", url=URL, sha256=SHA256, prepare=prepare_pet_images,
-    description="Microsoft PetImages (Kaggle cats vs dogs), ~787 MB; 80/20 train/test split",
+    description="Microsoft PetImages (Kaggle cats vs dogs); 80/20 train/test split",
 )

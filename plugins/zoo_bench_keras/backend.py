@@ -62,9 +62,6 @@ class KerasBackend(Backend):
     def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
                  cache_dir: str | None = None):
         super().__init__(device, precision, weights_dir, cache_dir)
-        ok, why = self.available()
-        if not ok:
-            raise BackendUnavailableError(why)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         if importlib.util.find_spec("torchvision") is not None:
             # torchvision (through triton) segfaults when imported after TensorFlow in one process,
@@ -163,7 +160,6 @@ class KerasBackend(Backend):
             layer.trainable = block >= n - k
         model.head.trainable = True
         base.inference_bn = bn_inference
-        base.trainable_blocks = k
 
     def _training_model(self, model: Any, augment: bool) -> Any:
         if not isinstance(model, KerasClassifier):

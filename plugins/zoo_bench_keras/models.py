@@ -41,7 +41,6 @@ class KerasBase:
     feature_dim: int
     image_size: int
     inference_bn: bool = False
-    trainable_blocks: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 

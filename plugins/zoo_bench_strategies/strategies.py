@@ -40,6 +40,26 @@ def train_images(ctx: TrialContext, model: Any, epochs: int, optimizer: Optimize
     )
 
 
+def finetune(ctx: TrialContext, head: Any, last_blocks: int | None, optimizer: OptimizerSpec, epochs: int,
+             augment: bool, head_stats: list[EpochStats]) -> Outcome:
+    """Put a feature-trained head on a fresh pretrained base and train its last blocks on pixels.
+
+    BatchNorm of the pretrained base stays in inference mode (the Keras transfer-learning guide).
+    """
+    model = ctx.backend.attach(ctx.new_base(pretrained=True), head)
+    ctx.backend.set_trainable(model, last_blocks, bn_inference=True)
+    trainable, total_params = ctx.backend.count_params(model)
+    offset = len(head_stats)
+    stats = head_stats + train_images(ctx, model, epochs, optimizer, augment, offset, offset + epochs)
+    test, val = predict_images(ctx, model)
+    return Outcome(test, val, stats, trainable, total_params)
+
+
+def frozen_base_params(ctx: TrialContext) -> int:
+    """Parameters of the frozen pretrained base the features come from."""
+    return ctx.backend.count_params(ctx.feature_cache.frozen_base(ctx.backend, ctx.spec, ctx.image_size))[1]
+
+
 def predict_images(ctx: TrialContext, model: Any) -> tuple[Any, Any]:
     """Test and validation predictions of an image classifier."""
     b = ctx.backend
@@ -62,7 +82,7 @@ class Svm(Strategy):
         fit_s = time.perf_counter() - start
         val = clf.predict(ctx.features("val")) if len(ctx.val.labels) else None
         svc = clf[-1]
-        base_total = ctx.backend.count_params(ctx.feature_cache.frozen_base(ctx.backend, ctx.spec, ctx.image_size))[1]
+        base_total = frozen_base_params(ctx)
         n_svm = int(svc.coef_.size + svc.intercept_.size)
         return Outcome(test_pred=clf.predict(ctx.features("test")), val_pred=val,
                        trainable_params=n_svm, total_params=base_total + n_svm, train_time_s=fit_s)
@@ -79,7 +99,7 @@ class LastLayer(Strategy):
         head, stats = train_head(ctx, p, p["epochs"], p["lr"], p["optimizer"], p["epochs"])
         b = ctx.backend
         val = b.predict(head, ctx.features("val"), ctx.batch_size) if len(ctx.val.labels) else None
-        base_total = b.count_params(ctx.feature_cache.frozen_base(b, ctx.spec, ctx.image_size))[1]
+        base_total = frozen_base_params(ctx)
         trainable, head_total = b.count_params(head)
         return Outcome(test_pred=b.predict(head, ctx.features("test"), ctx.batch_size), val_pred=val,
                        epochs=stats, trainable_params=trainable, total_params=base_total + head_total)
@@ -94,15 +114,8 @@ class LastN(Strategy):
     description = "last n blocks of the base and a new head trainable"
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
-        total = p["head_epochs"] + p["epochs"]
-        head, stats = train_head(ctx, p, p["head_epochs"], p["head_lr"], "adam", total)
-        model = ctx.backend.attach(ctx.new_base(pretrained=True), head)
-        ctx.backend.set_trainable(model, p["n"], bn_inference=True)
-        trainable, total_params = ctx.backend.count_params(model)
-        stats += train_images(ctx, model, p["epochs"], OptimizerSpec(p["optimizer"], p["lr"]), p["augment"],
-                              p["head_epochs"], total)
-        test, val = predict_images(ctx, model)
-        return Outcome(test, val, stats, trainable, total_params)
+        head, stats = train_head(ctx, p, p["head_epochs"], p["head_lr"], "adam", p["head_epochs"] + p["epochs"])
+        return finetune(ctx, head, p["n"], OptimizerSpec(p["optimizer"], p["lr"]), p["epochs"], p["augment"], stats)
 
 
 class Fpt(Strategy):
@@ -114,15 +127,10 @@ class Fpt(Strategy):
     description = "freeze and train the head, then fine-tune all layers with SGD"
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
-        total = p["head_epochs"] + p["finetune_epochs"]
-        head, stats = train_head(ctx, p, p["head_epochs"], p["head_lr"], "adam", total)
-        model = ctx.backend.attach(ctx.new_base(pretrained=True), head)
-        ctx.backend.set_trainable(model, None, bn_inference=True)
-        trainable, total_params = ctx.backend.count_params(model)
+        head, stats = train_head(ctx, p, p["head_epochs"], p["head_lr"], "adam",
+                                 p["head_epochs"] + p["finetune_epochs"])
         sgd = OptimizerSpec("sgd", p["finetune_lr"], momentum=p["momentum"])
-        stats += train_images(ctx, model, p["finetune_epochs"], sgd, p["augment"], p["head_epochs"], total)
-        test, val = predict_images(ctx, model)
-        return Outcome(test, val, stats, trainable, total_params)
+        return finetune(ctx, head, None, sgd, p["finetune_epochs"], p["augment"], stats)
 
 
 class _WholeNetwork(Strategy):

@@ -26,9 +26,6 @@ class TorchBackend(Backend):
     def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
                  cache_dir: str | None = None):
         super().__init__(device, precision, weights_dir, cache_dir)
-        ok, why = self.available()
-        if not ok:
-            raise BackendUnavailableError(why)
         import torch
 
         self.torch = torch
