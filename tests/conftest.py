@@ -26,11 +26,13 @@ class QuietReporter:
     def __init__(self) -> None:
         self.epochs: list[Any] = []
         self.finished: list[dict] = []
+        self.notes: list[tuple[str, str]] = []
 
     def start(self, total, done): self.total, self.done = total, done
     def trial_started(self, trial): pass
     def epoch(self, index, total, stats): self.epochs.append((index, total, stats))
     def trial_finished(self, trial, row): self.finished.append(row)
+    def note(self, trial, text): self.notes.append((trial.id, text))
     def close(self): pass
 
 
@@ -84,8 +86,8 @@ batch_size = 8
 
 
 def run_inprocess(suite_path: Path, registry, tmp_path: Path, cache_dir: Path, run_id: str = "r1",
-                  data_root: Path | None = None, weights_dir: str | None = None):
-    """Run a suite like `zoo-bench run` does, in this process; return (store, reporter)."""
+                  data_root: Path | None = None, weights_dir: str | None = None, isolated: bool = False):
+    """Run a suite like `zoo-bench run` does, in this process (trials in workers when ``isolated``)."""
     suite = parse_suite(suite_path, registry)
     options = RunOptions(data_root=data_root or tmp_path, cache_dir=cache_dir, weights_dir=weights_dir, device="cpu")
     listing = list_dataset(suite, registry, options)
@@ -94,6 +96,13 @@ def run_inprocess(suite_path: Path, registry, tmp_path: Path, cache_dir: Path, r
     reporter = QuietReporter()
     backends = make_backends(suite, registry, options)
     store.write_meta(run_metadata(suite, run_id, backends, len(expand(suite))))
-    runner = Runner(suite, registry, store, listing, backends, options, reporter)
+    isolation = None
+    if isolated:
+        from zoo_bench.isolation import IsolatedTrials, WorkerSetup
+
+        extra = tuple(p.module for p in registry.plugins if p.distribution == "(in-process)")
+        isolation = IsolatedTrials(WorkerSetup(suite.path, None, suite.raw, options, listing, store.run_dir, extra),
+                                   reporter)
+    runner = Runner(suite, registry, store, listing, backends, options, reporter, isolation=isolation)
     runner.run(expand(suite))
     return store, reporter

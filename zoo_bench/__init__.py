@@ -6,8 +6,8 @@ from .backend import Backend, BackboneSpec, Device, EpochStats, HeadSpec, Optimi
 from .context import TrialContext
 from .dataset import DatasetSource, DownloadSpec, Listing
 from .errors import (
-    BackendUnavailableError, DataError, PluginError, SuiteError, UsageError, WeightsUnavailableError,
-    ZooBenchError,
+    BackendUnavailableError, DataError, DivergedError, PluginError, SuiteError, UsageError,
+    WeightsUnavailableError, ZooBenchError,
 )
 from .hookspecs import hookimpl
 from .strategy import Outcome, Strategy
@@ -15,7 +15,7 @@ from .strategy import Outcome, Strategy
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackboneSpec", "BackendUnavailableError", "DataError", "DatasetSource", "Device",
+    "Backend", "BackboneSpec", "BackendUnavailableError", "DataError", "DatasetSource", "DivergedError", "Device",
     "DownloadSpec", "EpochStats", "HeadSpec", "Listing", "OptimizerSpec", "Outcome", "PluginError",
     "Strategy", "SuiteError", "TrialContext", "UsageError", "WeightsUnavailableError", "ZooBenchError",
     "hookimpl", "__version__",

@@ -12,7 +12,9 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-from .errors import BackendUnavailableError
+import math
+
+from .errors import BackendUnavailableError, DivergedError
 
 
 def cpu_name() -> str:
@@ -88,6 +90,15 @@ class EpochStats:
 
 
 EpochCallback = Callable[[int, int, EpochStats], None]
+
+
+def check_finite_loss(loss: float, epoch: int) -> None:
+    """Stop a fit whose loss became NaN or infinite: more epochs cannot bring it back.
+
+    ``epoch`` is 0-based, the message and the error's ``epoch`` 1-based, as the progress bar counts.
+    """
+    if not math.isfinite(loss):
+        raise DivergedError(epoch + 1, loss)
 
 
 @dataclass
@@ -205,6 +216,13 @@ class Backend(ABC):
     @abstractmethod
     def count_params(self, model: Any) -> tuple[int, int]:
         """(trainable, total) parameter counts."""
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is the framework saying the device ran out of memory (retry smaller)."""
+        return False
+
+    def release_memory(self) -> None:
+        """Give cached accelerator memory back after a failed attempt (no-op on CPU)."""
 
     def reset_peak_memory(self) -> None:
         """Start a new accelerator peak-memory window (no-op on CPU)."""

@@ -1,11 +1,13 @@
 """zoo-bench command line: run, validate, show, plugins, data get.
 
-Exit codes: 0 all trials passed; 1 a trial failed; 2 bad suite, data or usage; 130 interrupted.
+Exit codes: 0 every trial finished (ok or diverged); 1 a trial failed; 2 bad suite, data or usage;
+130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -46,6 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None)
     run.add_argument("--trials", nargs="+", metavar="PATTERN", help="run only trial ids matching these patterns")
     run.add_argument("--no-progress", action="store_true", help="no live progress bar (logs only)")
+    run.add_argument("--isolation", choices=["auto", "on", "off"], default="auto",
+                     help="run trials in worker processes so a crashing trial cannot stop the suite "
+                          "(auto: on where a GPU is used)")
     _common(run)
 
     val = sub.add_parser("validate", help="check a suite (and its data) without running anything")
@@ -142,6 +147,40 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler or ``kill``): stop like Ctrl-C, exit 143."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
+def _isolation(args: argparse.Namespace, suite: Suite, registry: Registry, backends: dict, options: RunOptions,
+               listing, store: RunStore, reporter):
+    """Worker processes for trials when asked, or by default where a GPU is used."""
+    from .backend import Backend
+    from .isolation import IsolatedTrials, WorkerSetup
+
+    on_gpu = any(isinstance(b, Backend) and b.device().kind != "cpu" for b in backends.values())
+    if args.isolation == "off" or (args.isolation == "auto" and not on_gpu):
+        return None
+    extra = tuple(p.module for p in registry.plugins if p.distribution == "(in-process)")
+    setup = WorkerSetup(suite_path=suite.path, profile=None, raw=suite.raw, options=options, listing=listing,
+                        run_dir=store.run_dir, extra_plugins=extra)
+    report.message("trials run isolated in worker processes (one per backbone; --isolation off to change)")
+    return IsolatedTrials(setup, reporter)
+
+
+def _finish(store: RunStore, trials: list, title: str):
+    """Write the table file and print the tables of this run's trials; return (table path, rows)."""
+    table_path = store.write_table()
+    df = load_run(store.run_dir)
+    df = df[df["trial_id"].isin({t.id for t in trials})]
+    if not df.empty:
+        report.print_tables(df, title=title)
+    return table_path, df
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     registry = _registry()
     suite, options = _load(args, registry)
@@ -157,6 +196,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_sizes(suite, listing)
     run_id = args.run_id or new_run_id()
     store = RunStore(args.results_dir / suite.name / run_id)
+    store.lock()
+    cut = store.heal()
+    if cut:
+        report.message(f"{store.jsonl}: removed an unfinished last line ({cut} bytes) left by an interrupted write")
     backends = make_backends(suite, registry, options)
     for name, backend in backends.items():
         if isinstance(backend, Exception):
@@ -164,20 +207,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     store.write_meta(run_metadata(suite, run_id, backends, len(trials)))
     report.message(f"run {run_id}: {len(trials)} trials -> {store.run_dir}")
     reporter = report.RichReporter(enabled=not args.no_progress)
-    runner = Runner(suite, registry, store, listing, backends, options, reporter)
+    isolation = _isolation(args, suite, registry, backends, options, listing, store, reporter)
+    runner = Runner(suite, registry, store, listing, backends, options, reporter, isolation=isolation)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         runner.run(trials)
-    except KeyboardInterrupt:
-        store.write_table()
-        report.error(f"interrupted; finished trials are saved in {store.run_dir}; "
-                     f"resume with: zoo-bench run {args.suite} --run-id {run_id}")
-        return 130
-    table_path = store.write_table()
-    df = load_run(store.run_dir)
-    df = df[df["trial_id"].isin({t.id for t in trials})]
-    report.print_tables(df, title=suite.name)
-    failed = int((df["status"] != "ok").sum())
-    report.message(f"{len(df) - failed} of {len(df)} trials ok; results in {table_path}")
+    except KeyboardInterrupt as exc:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the summary short
+        _, df = _finish(store, trials, title=f"{suite.name} (interrupted)")
+        report.error(f"interrupted: the trial in progress was abandoned; {len(df)} of {len(trials)} trials are "
+                     f"saved in {store.run_dir}; resume with: zoo-bench run {args.suite} --run-id {run_id}")
+        return 143 if isinstance(exc, Terminated) else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    table_path, df = _finish(store, trials, title=suite.name)
+    counts = df["status"].value_counts()
+    ok, failed, diverged = (int(counts.get(k, 0)) for k in ("ok", "error", "diverged"))
+    extra = f", {diverged} diverged" if diverged else ""
+    report.message(f"{ok} of {len(df)} trials ok ({failed} failed{extra}); results in {table_path}")
     return 1 if failed else 0
 
 

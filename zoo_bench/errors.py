@@ -6,7 +6,9 @@
     ├── DataError                  a data set is missing or unreadable
     ├── WeightsUnavailableError    pretrained weights are missing (file name and folder)
     ├── BackendUnavailableError    a backend's framework is not installed (install command)
-    └── UsageError                 bad command-line use; exit 2
+    ├── UsageError                 bad command-line use; exit 2
+    ├── DivergedError              a trial's loss became NaN or infinite (its status is "diverged")
+    └── TrialCrashedError          an isolated trial's process died (segfault, abort, os._exit)
 """
 from __future__ import annotations
 
@@ -41,3 +43,15 @@ class BackendUnavailableError(ZooBenchError):
 
 class UsageError(ZooBenchError):
     """The command line asks for something that cannot be done."""
+
+
+class DivergedError(ZooBenchError):
+    """Training produced a NaN or infinite loss; the trial ends early with status "diverged"."""
+
+    def __init__(self, epoch: int, loss: float):
+        self.epoch, self.loss = epoch, loss
+        super().__init__(f"loss became {loss} in epoch {epoch}")
+
+
+class TrialCrashedError(ZooBenchError):
+    """The child process running an isolated trial died without reporting a result."""

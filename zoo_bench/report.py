@@ -61,7 +61,9 @@ class RichReporter:
                                              f"{stats.seconds:.2f}s{val})")
 
     def trial_finished(self, trial: Trial, row: dict[str, Any]) -> None:
-        if row["status"] != "ok":
+        if row["status"] == "diverged":
+            self.console.print(f"[yellow]diverged[/yellow] {escape(trial.id)}: {escape(str(row['error']))}")
+        elif row["status"] != "ok":
             self.failed += 1
             self.console.print(f"[red]error[/red] {escape(trial.id)}: {escape(str(row['error']))}")
         else:
@@ -71,6 +73,9 @@ class RichReporter:
             self.progress.advance(self.trials_task)
             self.progress.update(self.epoch_task, visible=False)
 
+    def note(self, trial: Trial, text: str) -> None:
+        self.console.print(f"[yellow]note[/yellow] {escape(trial.id)}: {escape(text)}")
+
     def close(self) -> None:
         if self.progress:
             self.progress.stop()
@@ -79,9 +84,11 @@ class RichReporter:
 
 def _fmt_cell(group: pd.DataFrame) -> str:
     ok = group[group["status"] == "ok"]
-    failed = len(group) - len(ok)
+    diverged = int((group["status"] == "diverged").sum())
+    failed = len(group) - len(ok) - diverged
+    div_text = f"[yellow]diverged ×{diverged}[/yellow]" if diverged else ""
     if ok.empty:
-        return f"[red]error ×{failed}[/red]"
+        return "\n".join(t for t in (div_text, f"[red]error ×{failed}[/red]" if failed else "") if t)
     text = format_estimate(estimate(ok["test_accuracy"]), scale=100, unit="%")
     ept = estimate(ok["epoch_time_s"].dropna())
     if ept is not None:
@@ -90,6 +97,8 @@ def _fmt_cell(group: pd.DataFrame) -> str:
         text += f"\n{seconds}{spread}/epoch"
     elif ok["train_time_s"].notna().any():
         text += f"\nfit {_fmt_seconds(ok['train_time_s'].astype(float).mean())}"
+    if diverged:
+        text += f"\n{div_text}"
     if failed:
         text += f"\n[red]{failed} failed[/red]"
     return text

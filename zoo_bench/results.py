@@ -1,8 +1,18 @@
-"""Results on disk: ``run.json``, ``trials.jsonl`` appended per trial, and a table for pandas."""
+"""Results on disk: ``run.json``, ``trials.jsonl`` appended per trial, and a table for pandas.
+
+Durability: a row is one ``write`` of one line followed by ``fsync``; a line cut short by a kill or
+power loss is cut off the file before the next append; ``run.json`` and the table are replaced
+atomically (temporary file, fsync, rename). A lock on the run folder stops two runs writing it.
+"""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import math
 import os
+import signal
+import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -13,9 +23,12 @@ COLUMNS = [
     "trial_id", "backend", "backbone", "strategy", "params", "size_per_class", "seed", "status", "error",
     "test_accuracy", "val_accuracy", "epochs", "epoch_time_s", "first_epoch_s", "head_epoch_time_s",
     "feature_time_s", "train_time_s", "train_images_per_s", "peak_memory_mb", "trainable_params",
-    "total_params", "skipped_images", "train_images", "val_images", "test_images", "image_size", "device",
+    "total_params", "batch_size", "diverged_epoch", "skipped_images", "train_images", "val_images", "test_images", "image_size", "device",
     "device_name", "precision", "wall_s", "finished_at",
 ]
+
+
+FINISHED = ("ok", "diverged")  # final outcomes, skipped on resume; "error" rows are retried
 
 
 def new_run_id() -> str:
@@ -38,19 +51,62 @@ class RunStore:
             old = json.loads(path.read_text())
             old.setdefault("resumes", []).append({"started_at": meta["started_at"], "versions": meta.get("versions")})
             meta = old
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
+        atomic_write(path, (json.dumps(meta, indent=2, default=str) + "\n").encode())
+
+    def lock(self) -> None:
+        """Hold the run folder for this process (released by the kernel when the process dies).
+
+        Raises:
+            UsageError: another live process holds it.
+        """
+        from .errors import UsageError
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_fh = open(self.run_dir / ".lock", "a+")
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_fh.seek(0)
+            holder = self._lock_fh.read().strip() or "unknown"
+            raise UsageError(f"{self.run_dir}: another zoo-bench run (pid {holder}) is writing this run folder") from None
+        self._lock_fh.seek(0)
+        self._lock_fh.truncate()
+        self._lock_fh.write(str(os.getpid()))
+        self._lock_fh.flush()
+
+    def heal(self) -> int:
+        """Cut off a last line left unfinished by a kill mid-write; return the bytes removed."""
+        if not self.jsonl.exists():
+            return 0
+        with open(self.jsonl, "r+b") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            if size == 0:
+                return 0
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) == b"\n":
+                return 0
+            keep = size
+            while keep > 0:  # walk back to the last complete line
+                step = min(65536, keep)
+                fh.seek(keep - step)
+                chunk = fh.read(step)
+                cut = chunk.rfind(b"\n")
+                if cut >= 0:
+                    keep = keep - step + cut + 1
+                    break
+                keep -= step
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+            return size - keep
 
     def append(self, row: dict[str, Any]) -> None:
-        """Append one trial row and make it durable before returning."""
+        """Append one trial row and make it durable before returning (Ctrl-C waits for it)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.jsonl, "a+b") as fh:
-            if fh.tell() > 0:  # a crash mid-write leaves a cut line: start on a fresh one
-                fh.seek(-1, os.SEEK_END)
-                if fh.read(1) != b"\n":
-                    fh.write(b"\n")
-            fh.write((json.dumps(row, default=_json_default) + "\n").encode())
+        self.heal()
+        data = (json.dumps(_plain(row), default=_json_default, allow_nan=False) + "\n").encode()
+        with _sigint_deferred(), open(self.jsonl, "ab") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -73,8 +129,8 @@ class RunStore:
         return list(latest.values())
 
     def finished_ids(self) -> set[str]:
-        """Trials that finished with status ok (skipped on resume; errors are retried)."""
-        return {r["trial_id"] for r in self.rows() if r.get("status") == "ok"}
+        """Trials with a final outcome (ok or diverged): skipped on resume; errors are retried."""
+        return {r["trial_id"] for r in self.rows() if r.get("status") in FINISHED}
 
     def meta(self) -> dict[str, Any]:
         path = self.run_dir / "run.json"
@@ -87,10 +143,14 @@ class RunStore:
         flat["params"] = flat["params"].map(lambda p: json.dumps(p, sort_keys=True))
         try:
             path = self.run_dir / "trials.parquet"
-            flat.to_parquet(path, index=False)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            flat.to_parquet(tmp, index=False)
         except ImportError:
             path = self.run_dir / "trials.csv"
-            flat.to_csv(path, index=False)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            flat.to_csv(tmp, index=False)
+        _fsync_path(tmp)
+        os.replace(tmp, path)
         return path
 
 
@@ -120,8 +180,49 @@ def load_run(run_dir: Path) -> pd.DataFrame:
     return to_dataframe(RunStore(run_dir).rows())
 
 
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write a file so that readers see the old or the new content, never a part (rename is atomic)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_path(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+@contextlib.contextmanager
+def _sigint_deferred():
+    """Hold SIGINT (Ctrl-C) while a row is written, so an interrupt never cuts a line in half."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _plain(value: Any) -> Any:
+    """Non-finite floats become null: strict JSON, readable by every tool."""
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:  # NumPy scalars
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _json_default(value: Any) -> Any:

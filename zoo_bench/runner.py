@@ -19,7 +19,7 @@ from . import __version__, sampling
 from .backend import Backend, EpochStats
 from .context import FeatureCache, TrialContext
 from .dataset import Listing
-from .errors import BackendUnavailableError, DataError, SuiteError, ZooBenchError
+from .errors import DataError, DivergedError, SuiteError, ZooBenchError
 from .grid import Trial
 from .images import ImageCache
 from .memory import PeakRSS
@@ -36,6 +36,12 @@ class Reporter(Protocol):
     def epoch(self, index: int, total: int, stats: EpochStats) -> None: ...
     def trial_finished(self, trial: Trial, row: dict[str, Any]) -> None: ...
     def close(self) -> None: ...
+
+
+def note(reporter: Any, trial: Trial, text: str) -> None:
+    """Tell the user something about a running trial, if the reporter takes notes."""
+    if hasattr(reporter, "note"):
+        reporter.note(trial, text)
 
 
 @dataclass
@@ -167,16 +173,43 @@ def summarise_epochs(epochs: list[EpochStats]) -> dict[str, Any]:
     }
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as the one line a result row keeps (the traceback goes to errors.log)."""
+    text = str(exc) if isinstance(exc, ZooBenchError) else f"{type(exc).__name__}: {exc}"
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def trial_row(trial: Trial) -> dict[str, Any]:
+    """The identifying fields every row starts with."""
+    return {"trial_id": trial.id, "backend": trial.backend, "backbone": trial.backbone, "strategy": trial.strategy,
+            "params": trial.param_dict, "size_per_class": trial.size, "seed": trial.seed, "status": "error",
+            "error": None, "diverged_epoch": None}
+
+
+def log_error(run_dir: Path, trial: Trial, text: str) -> None:
+    """Append a trial's full error text to the run's errors.log."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "errors.log", "a") as fh:
+        fh.write(f"== {now_iso()} {trial.id}\n{text}\n")
+
+
 class Runner:
-    """Runs a list of trials of one suite into one run folder."""
+    """Runs a list of trials of one suite into one run folder.
+
+    With ``isolation`` each trial runs in a worker process (one per backbone); a trial that kills
+    its process becomes an error row and a fresh worker takes the next trial.
+    """
 
     def __init__(self, suite: Suite, registry: Registry, store: RunStore, listing: Listing,
-                 backends: dict[str, Backend | Exception], options: RunOptions, reporter: Reporter):
+                 backends: dict[str, Backend | Exception], options: RunOptions, reporter: Reporter,
+                 isolation: Any = None):
         self.suite, self.registry, self.store, self.listing = suite, registry, store, listing
         self.backends, self.options, self.reporter = backends, options, reporter
+        self.isolation = isolation
         self.images = ImageCache(options.cache_dir)
         self.features = FeatureCache()
         self._test: dict[int, Any] = {}  # image size -> the stacked test part, shared by every trial
+        self._skipped_logged: set[str] = set()
 
     def run(self, trials: list[Trial]) -> list[dict[str, Any]]:
         """Run the trials not yet finished; return the rows written now."""
@@ -187,38 +220,72 @@ class Runner:
         try:
             for trial in todo:
                 self.reporter.trial_started(trial)
-                row = self.run_trial(trial)
+                row = self.isolation.run_trial(trial) if self.isolation else self.run_trial(trial)
                 self.store.append(row)
                 rows.append(row)
                 self.reporter.trial_finished(trial, row)
+        except BaseException:  # Ctrl-C or a fatal error: abandon the trial in progress at once
+            if self.isolation:
+                self.isolation.close(kill=True)
+            raise
         finally:
+            if self.isolation:
+                self.isolation.close()
             self.reporter.close()
         return rows
 
     def run_trial(self, trial: Trial) -> dict[str, Any]:
-        """One trial, never raising (except on interrupt): failures become status "error" rows."""
+        """One trial, never raising (except on interrupt): failures become "error" or "diverged" rows."""
         start = time.perf_counter()
-        row: dict[str, Any] = {
-            "trial_id": trial.id, "backend": trial.backend, "backbone": trial.backbone, "strategy": trial.strategy,
-            "params": trial.param_dict, "size_per_class": trial.size, "seed": trial.seed, "status": "error",
-            "error": None,
-        }
+        row = trial_row(trial)
         try:
-            row.update(self._execute(trial))
+            row.update(self._execute_with_retry(trial))
             row["status"] = "ok"
+        except DivergedError as exc:  # a result, not a failure: this configuration does not train
+            row.update(status="diverged", error=one_line(exc), diverged_epoch=exc.epoch)
         except Exception as exc:  # recorded, and the suite goes on
-            row["error"] = (str(exc) if isinstance(exc, ZooBenchError) else f"{type(exc).__name__}: {exc}")
-            row["error"] = row["error"].strip().splitlines()[0] if row["error"].strip() else type(exc).__name__
-            self.store.run_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.store.run_dir / "errors.log", "a") as fh:
-                fh.write(f"== {now_iso()} {trial.id}\n{traceback.format_exc()}\n")
+            row["error"] = one_line(exc)
+            log_error(self.store.run_dir, trial, traceback.format_exc())
         finally:
             gc.collect()
         row["wall_s"] = time.perf_counter() - start
         row["finished_at"] = now_iso()
         return row
 
-    def _execute(self, trial: Trial) -> dict[str, Any]:
+    def _execute_with_retry(self, trial: Trial) -> dict[str, Any]:
+        """Run the trial; on accelerator out-of-memory halve the batch size down to the floor."""
+        batch_size, floor = self.suite.batch_size, getattr(self.suite, "min_batch_size", 1)
+        backend = self.backends[trial.backend]
+        while True:
+            out_of_memory = False
+            try:
+                fields = self._execute(trial, batch_size)
+                fields["batch_size"] = batch_size
+                return fields
+            except Exception as exc:
+                if not (isinstance(backend, Backend) and backend.is_out_of_memory(exc)):
+                    raise
+                out_of_memory = True  # handled below, once the failed attempt's frames are released
+            if out_of_memory:
+                backend.release_memory()
+                gc.collect()
+                backend.release_memory()
+                if batch_size // 2 < max(floor, 1):
+                    raise ZooBenchError(f"out of memory at batch size {batch_size} "
+                                        f"(floor {floor}: run.min_batch_size)")
+                batch_size //= 2
+                note(self.reporter, trial, f"out of memory: retrying with batch size {batch_size}")
+
+    def _log_skipped(self, paths: list[str]) -> None:
+        """Keep the list of unreadable images in the run folder, each once."""
+        new = [p for p in paths if p not in self._skipped_logged]
+        if new:
+            self._skipped_logged.update(new)
+            self.store.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.store.run_dir / "skipped_images.txt", "a") as fh:
+                fh.write("".join(f"{p}\n" for p in new))
+
+    def _execute(self, trial: Trial, batch_size: int) -> dict[str, Any]:
         backend = self.backends[trial.backend]
         if isinstance(backend, Exception):
             raise backend
@@ -230,11 +297,12 @@ class Runner:
         if image_size not in self._test:
             self._test = {image_size: self.images.load(self.listing.test, image_size)}  # one size held at a time
         test = self._test[image_size]
+        self._log_skipped(train.skipped + val.skipped + test.skipped)
         if len(set(train.labels.tolist())) < len(self.listing.classes):
             raise DataError(f"{trial.id}: after skipping unreadable images a class has no training image")
         strategy = self.registry.strategies[trial.strategy]()
         backend.seed(trial.seed)
-        ctx = TrialContext(backend=backend, spec=spec, image_size=image_size, batch_size=self.suite.batch_size,
+        ctx = TrialContext(backend=backend, spec=spec, image_size=image_size, batch_size=batch_size,
                            num_classes=len(self.listing.classes), seed=trial.seed, train=train, val=val, test=test,
                            feature_cache=self.features, on_epoch=self.reporter.epoch)
         backend.reset_peak_memory()

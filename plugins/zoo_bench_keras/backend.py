@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo_bench.backend import cpu_name
+from zoo_bench.backend import check_finite_loss, cpu_name
 from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, Device, EpochStats, HeadSpec, OptimizerSpec
 
 INSTALL = "pip install 'zoo-bench[keras]'"
@@ -228,8 +228,10 @@ class KerasBackend(Backend):
                 val_acc = None
                 if val is not None and len(val[1]):
                     val_acc = float((backend.predict(model, val[0], batch_size) == val[1]).mean())
+                loss = float((logs or {}).get("loss", float("nan")))
+                check_finite_loss(loss, epoch)
                 record = EpochStats(phase="images" if images else "features", seconds=seconds, images=len(y),
-                                    train_loss=float((logs or {}).get("loss", float("nan"))), val_accuracy=val_acc)
+                                    train_loss=loss, val_accuracy=val_acc)
                 stats.append(record)
                 if on_epoch is not None:
                     on_epoch(epoch, epochs, record)
@@ -275,6 +277,19 @@ class KerasBackend(Backend):
             model.base.model(batch, training=True)
         for layer, momentum in zip(bns, saved):
             layer.momentum = momentum
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        if self.framework == "tensorflow":
+            import tensorflow as tf
+
+            if isinstance(exc, tf.errors.ResourceExhaustedError):
+                return True
+        return "out of memory" in str(exc).lower() or "resource_exhausted" in str(exc).lower()
+
+    def release_memory(self) -> None:
+        import gc
+
+        gc.collect()  # not clear_session: it would invalidate the cached frozen base
 
     def reset_peak_memory(self) -> None:
         if self._kind == "cuda" and self.framework == "tensorflow":

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo_bench.backend import cpu_name
+from zoo_bench.backend import check_finite_loss, cpu_name
 from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, Device, EpochStats, HeadSpec, OptimizerSpec
 
 INSTALL = "pip install 'zoo-bench[torch]'"
@@ -217,11 +217,13 @@ class TorchBackend(Backend):
                 seen += len(idx)
             self._sync()
             seconds = time.perf_counter() - start
+            mean_loss = float(total_loss.item() / max(seen, 1))
+            check_finite_loss(mean_loss, epoch)
             val_acc = None
             if val is not None and len(val[1]):
                 val_acc = float((self.predict(model, val[0], batch_size) == val[1]).mean())
             record = EpochStats(phase=phase, seconds=seconds, images=seen,
-                                train_loss=float(total_loss.item() / max(seen, 1)), val_accuracy=val_acc)
+                                train_loss=mean_loss, val_accuracy=val_acc)
             stats.append(record)
             if on_epoch is not None:
                 on_epoch(epoch, epochs, record)
@@ -259,6 +261,16 @@ class TorchBackend(Backend):
                 logits = model(self._to_tensor(x[start:start + batch_size]))
                 preds.append(logits.argmax(dim=1).cpu().numpy())
         return np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64)
+
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        oom = getattr(self.torch.cuda, "OutOfMemoryError", ())
+        return isinstance(exc, oom) or (isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower())
+
+    def release_memory(self) -> None:
+        if self._device.type == "cuda":
+            self.torch.cuda.empty_cache()
+        elif self._device.type == "mps":
+            self.torch.mps.empty_cache()
 
     def reset_peak_memory(self) -> None:
         if self._device.type == "cuda":
