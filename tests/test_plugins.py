@@ -1,15 +1,38 @@
-"""Plugin discovery: broken plugins reported by name, duplicates named, first-party via entry points."""
+"""Plugin discovery: faults reported one line each and never fatal, first-party plugins win clashes."""
+import sys
 from importlib import metadata
+from pathlib import Path
 from types import ModuleType
 
-import pytest
-
-from zoo_bench import PluginError, Strategy, hookimpl
+from zoo_bench import Strategy, __version__, hookimpl
 from zoo_bench import plugins as plugins_mod
+from zoo_bench_strategies.strategies import Svm
 
 
 def fake_ep(name: str, value: str) -> metadata.EntryPoint:
     return metadata.EntryPoint(name=name, value=value, group="zoo_bench")
+
+
+class Svm2(Strategy):
+    name = "svm"
+
+    def run(self, ctx, params):
+        raise NotImplementedError
+
+
+class Extra(Strategy):
+    name = "extra_probe"
+
+    def run(self, ctx, params):
+        raise NotImplementedError
+
+
+def plugin_module(name: str, **hooks) -> ModuleType:
+    """An in-memory plugin module with the given attributes."""
+    module = ModuleType(name)
+    for attr, value in hooks.items():
+        setattr(module, attr, value)
+    return module
 
 
 def test_first_party_plugins_come_from_entry_points():
@@ -18,6 +41,7 @@ def test_first_party_plugins_come_from_entry_points():
     assert {"torch", "strategies", "datasets"} <= names
     assert registry.owners[("strategy", "svm")] == "strategies"
     assert "efficientnet_lite0" in registry.backbones["torch"]
+    assert registry.load_errors == []
 
 
 def test_a_plugin_that_fails_to_import_is_reported_and_others_load(monkeypatch):
@@ -25,34 +49,83 @@ def test_a_plugin_that_fails_to_import_is_reported_and_others_load(monkeypatch):
     monkeypatch.setattr(plugins_mod, "_entry_points", lambda: real + [fake_ep("broken", "no_such_module_zb")])
     registry = plugins_mod.load_plugins()
     assert registry.load_errors == [
-        "plugin 'broken' (unknown) failed to load: ModuleNotFoundError: No module named 'no_such_module_zb'"]
+        "plugin 'broken' (unknown): failed to load: ModuleNotFoundError: No module named 'no_such_module_zb'"]
     assert "svm" in registry.strategies
 
 
-def test_duplicate_names_name_both_plugins():
-    class Svm2(Strategy):
-        name = "svm"
-
-        def run(self, ctx, params):
-            raise NotImplementedError
-
-    module = ModuleType("dup_plugin")
-    module.zoo_bench_register_strategies = hookimpl(lambda: [Svm2])
-    with pytest.raises(PluginError, match="strategy 'svm' is registered by two plugins: 'strategies' and 'dup_plugin'"):
-        plugins_mod.load_plugins(extra=[module])
+def test_a_duplicate_name_keeps_the_first_and_names_both_plugins():
+    module = plugin_module("dup_plugin", zoo_bench_register_strategies=hookimpl(lambda: [Svm2, Extra]))
+    registry = plugins_mod.load_plugins(extra=[module])
+    assert registry.load_errors == [
+        "plugin 'dup_plugin' (in-process): zoo_bench_register_strategies()[0]: strategy 'svm' is already "
+        f"registered by plugin 'strategies' (zoo-bench {__version__}); ignored"]
+    assert registry.strategies["svm"] is Svm and registry.strategies["extra_probe"] is Extra
 
 
-def test_misspelled_hook_fails_loudly():
-    module = ModuleType("typo_plugin")
-    module.zoo_bench_register_strategy = hookimpl(lambda: [])
-    with pytest.raises(Exception, match="zoo_bench_register_strategy"):
-        plugins_mod.load_plugins(extra=[module])
+def test_first_party_wins_even_when_a_third_party_is_found_first(monkeypatch):
+    monkeypatch.setitem(sys.modules, "early_dup_zb",
+                        plugin_module("early_dup_zb", zoo_bench_register_strategies=hookimpl(lambda: [Svm2])))
+    real = list(metadata.entry_points(group="zoo_bench"))
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [fake_ep("aaa_early", "early_dup_zb"), *real])
+    registry = plugins_mod.load_plugins()
+    assert registry.strategies["svm"] is Svm
+    assert [line.split(":")[0] for line in registry.load_errors] == ["plugin 'aaa_early' (unknown)"]
+
+
+def test_misspelled_hooks_suggest_the_closest_name_and_the_rest_loads():
+    module = plugin_module("typo_plugin", zoo_bench_register_strategy=hookimpl(lambda: [Extra]),
+                           zoo_bench_register_backbone=lambda: [],
+                           zoo_bench_register_strategies=hookimpl(lambda: [Extra]))
+    registry = plugins_mod.load_plugins(extra=[module])
+    assert registry.load_errors == [
+        "plugin 'typo_plugin' (in-process): unknown hook 'zoo_bench_register_backbone' "
+        "(did you mean 'zoo_bench_register_backbones'?); ignored",
+        "plugin 'typo_plugin' (in-process): unknown hook 'zoo_bench_register_strategy' "
+        "(did you mean 'zoo_bench_register_strategies'?); ignored"]
+    assert registry.strategies["extra_probe"] is Extra and "svm" in registry.strategies
+
+
+def test_specname_names_the_hook_and_arguments_are_refused():
+    def my_strategies():
+        return [Extra]
+
+    def zoo_bench_register_datasets(registry):
+        return []
+
+    named = hookimpl(specname="zoo_bench_register_strategies")(my_strategies)
+    module = plugin_module("named_plugin", my_strategies=named,
+                           zoo_bench_register_datasets=hookimpl(zoo_bench_register_datasets),
+                           zoo_bench_register_downloads=[])
+    registry = plugins_mod.load_plugins(extra=[module])
+    assert registry.load_errors == [
+        "plugin 'named_plugin' (in-process): zoo_bench_register_datasets(registry): hooks take no arguments; ignored",
+        "plugin 'named_plugin' (in-process): zoo_bench_register_downloads is [] (list), not a function; ignored"]
+    assert registry.strategies["extra_probe"] is Extra
+
+
+def write_distribution(site: Path, dist: str, plugin: str, module: str) -> None:
+    """A dist-info folder declaring one entry point (the module itself need not exist)."""
+    info = site / f"{dist.replace('-', '_')}-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[zoo_bench]\n{plugin} = {module}\n")
+
+
+def test_two_distributions_with_one_plugin_name_load_the_first_only(tmp_path, monkeypatch):
+    write_distribution(tmp_path / "a", "zb-clash-a", "clash", "clash_a_zb")
+    write_distribution(tmp_path / "b", "zb-clash-b", "clash", "clash_b_zb")
+    monkeypatch.setitem(sys.modules, "clash_a_zb", plugin_module("clash_a_zb"))
+    third = [ep for path in (tmp_path / "b", tmp_path / "a")
+             for dist in metadata.distributions(path=[str(path)]) for ep in dist.entry_points]
+    real = list(metadata.entry_points(group="zoo_bench"))
+    monkeypatch.setattr(metadata, "entry_points", lambda group: [*third, *real])
+    registry = plugins_mod.load_plugins()
+    assert registry.load_errors == [
+        "plugin 'clash' (zb-clash-b 1.0): failed to load: the name is taken by plugin 'clash' (zb-clash-a 1.0)"]
 
 
 def test_autoload_switch_keeps_first_party_only(monkeypatch):
-    real = plugins_mod._entry_points.__wrapped__ if hasattr(plugins_mod._entry_points, "__wrapped__") else None
     monkeypatch.setenv(plugins_mod.DISABLE_AUTOLOAD_ENV, "1")
     monkeypatch.setattr(metadata, "entry_points", lambda group: [fake_ep("torch", "zoo_bench_torch"),
                                                                   fake_ep("thirdparty", "some_plugin")])
     assert [ep.name for ep in plugins_mod._entry_points()] == ["torch"]
-    assert real is None

@@ -300,7 +300,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    registry = load_plugins()
+    registry = _registry()
     table = Table(title="zoo-bench plugins")
     for col in ("plugin", "distribution", "version", "registers"):
         table.add_column(col)
@@ -314,6 +314,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                     ok, why = cls.available()
                     if not ok:
                         parts.append(f"[yellow]backend {name} unavailable: {escape(why)}[/yellow]")
+            parts += [f"[yellow]{escape(problem)}[/yellow]" for problem in info.problems]
             regs = "\n".join(parts) or "(nothing)"
         table.add_row(info.name, info.distribution, info.version, regs)
     report.out.print(table)
