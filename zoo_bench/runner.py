@@ -276,14 +276,15 @@ class Runner:
                 batch_size //= 2
                 note(self.reporter, trial, f"out of memory: retrying with batch size {batch_size}")
 
-    def _log_skipped(self, paths: list[str]) -> None:
-        """Keep the list of unreadable images in the run folder, each once."""
-        new = [p for p in paths if p not in self._skipped_logged]
+    def _log_skipped(self, *batches: Any) -> None:
+        """Keep the unreadable images in the run folder, each once, with why: ``path<TAB>reason``."""
+        reasons = {p: b.reasons.get(p, "unreadable") for b in batches for p in b.skipped}
+        new = [p for p in reasons if p not in self._skipped_logged]
         if new:
             self._skipped_logged.update(new)
             self.store.run_dir.mkdir(parents=True, exist_ok=True)
             with open(self.store.run_dir / "skipped_images.txt", "a") as fh:
-                fh.write("".join(f"{p}\n" for p in new))
+                fh.write("".join(f"{p}\t{reasons[p]}\n" for p in new))
 
     def _execute(self, trial: Trial, batch_size: int) -> dict[str, Any]:
         backend = self.backends[trial.backend]
@@ -297,7 +298,7 @@ class Runner:
         if image_size not in self._test:
             self._test = {image_size: self.images.load(self.listing.test, image_size)}  # one size held at a time
         test = self._test[image_size]
-        self._log_skipped(train.skipped + val.skipped + test.skipped)
+        self._log_skipped(train, val, test)
         if len(set(train.labels.tolist())) < len(self.listing.classes):
             raise DataError(f"{trial.id}: after skipping unreadable images a class has no training image")
         strategy = self.registry.strategies[trial.strategy]()

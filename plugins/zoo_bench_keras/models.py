@@ -4,6 +4,7 @@ Every base takes float 0..255 RGB pixels and outputs a feature map; its preproce
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -15,6 +16,7 @@ import keras
 import numpy as np
 
 from zoo_bench import WeightsUnavailableError
+from zoo_bench.images import load_npz, save_npz
 from zoo_bench_torch.weights_files import lite0_weights_file  # the same file both backends load
 
 # name -> (constructor, preprocessing module, weights file for 224 px without top)
@@ -195,6 +197,7 @@ LITE0_STAGES = [  # repeats, kernel, stride, expand ratio, in, out
     (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320),
 ]
 BN = {"epsilon": 1e-3, "momentum": 0.99}
+CONVERT_VERSION = 1  # part of the converted-weights cache key: bump when _torch_to_keras_weights changes
 
 
 def lite0_model(image_size: int, include_top: bool) -> Any:
@@ -260,28 +263,54 @@ def _torch_to_keras_weights(state: dict[str, np.ndarray], include_top: bool) -> 
     return out
 
 
+def _lite0_cache_file(source: Path, include_top: bool, cache_dir: str | None) -> Path:
+    """Keyed by the weight file's bytes, the top flag and CONVERT_VERSION, not by path or mtime."""
+    digest = hashlib.blake2b(source.read_bytes(), digest_size=10).hexdigest()  # 19 MB: tens of ms
+    key = f"{digest}-{'top' if include_top else 'notop'}-v{CONVERT_VERSION}"
+    return Path(cache_dir or Path.home() / ".cache" / "zoo-bench") / "keras" / f"efficientnet_lite0-{key}.npz"
+
+
+def _fits(model: Any, converted: dict[str, list[np.ndarray]]) -> bool:
+    """Whether ``converted`` holds a float array of the right shape for every weight of ``model``."""
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        arrays = converted.get(layer.name, [])
+        if len(arrays) != len(layer.weights):
+            return False
+        if any(a.dtype.kind != "f" or tuple(a.shape) != tuple(w.shape) for a, w in zip(arrays, layer.weights)):
+            return False
+    return True
+
+
+def _read_converted(cache: Path, model: Any) -> dict[str, list[np.ndarray]] | None:
+    """The cached Keras weights, or None when the file is missing, damaged (CRC-32) or does not fit."""
+    arrays = load_npz(cache) if cache.exists() else None
+    if not arrays or not all(name.rpartition("/")[2].isdigit() for name in arrays):
+        return None
+    grouped: dict[str, list[tuple[int, np.ndarray]]] = {}
+    for name, value in arrays.items():
+        layer, _, index = name.rpartition("/")
+        grouped.setdefault(layer, []).append((int(index), value))
+    converted = {layer: [v for _, v in sorted(items, key=lambda item: item[0])] for layer, items in grouped.items()}
+    return converted if _fits(model, converted) else None
+
+
 def load_lite0_weights(model: Any, weights_dir: str | None, cache_dir: str | None) -> None:
-    """Convert the PyTorch file to Keras arrays once (cached as .npz) and set them on ``model``."""
+    """Convert the PyTorch file to Keras arrays once (cached as .npz) and set them on ``model``.
+
+    A cache file that fails its checks is converted again and replaced atomically.
+    """
     from .pth_reader import load_legacy_state_dict
 
     source = lite0_weights_file(weights_dir)
     include_top = any(layer.name == "top_fc" for layer in model.layers)
-    st = source.stat()
-    key = hashlib.sha1(f"{source.resolve()}|{st.st_size}|{st.st_mtime_ns}|{include_top}".encode()).hexdigest()[:16]
-    cache = Path(cache_dir or Path.home() / ".cache" / "zoo-bench") / "keras" / f"efficientnet_lite0-{key}.npz"
-    if cache.exists():
-        arrays = dict(np.load(cache))
-        weights: dict[str, list[np.ndarray]] = {}
-        for name, value in arrays.items():
-            layer, i = name.rsplit("/", 1)
-            weights.setdefault(layer, []).append((int(i), value))
-        converted = {k: [v for _, v in sorted(items)] for k, items in weights.items()}
-    else:
+    cache = _lite0_cache_file(source, include_top, cache_dir)
+    converted = _read_converted(cache, model)
+    if converted is None:
         converted = _torch_to_keras_weights(load_legacy_state_dict(source), include_top)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, **{f"{k}/{i}": w for k, ws in converted.items() for i, w in enumerate(ws)})
-        os.replace(tmp, cache)
+        with contextlib.suppress(OSError):  # an unwritable cache only costs a conversion next time
+            save_npz(cache, {f"{k}/{i}": w for k, ws in converted.items() for i, w in enumerate(ws)})
     for layer in model.layers:
         if layer.weights:
             layer.set_weights(converted[layer.name])
