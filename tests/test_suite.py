@@ -113,3 +113,92 @@ def test_sizes_larger_than_data(tmp_path, registry, cache_dir):
 def test_strategy_backbones_must_be_in_the_run(tmp_path, registry):
     lines = problems(tmp_path, registry, BASE.replace("[strategies.svm]\n", '[strategies.svm]\nbackbones = ["vgg16"]\n'))
     assert any("strategies.svm.backbones[0]: 'vgg16' is not in run.backbones (allowed: mini_cnn)" in l for l in lines)
+
+
+def only_problem(tmp_path, registry, body: str, profile=None) -> str:
+    """The one problem of a suite, without its file prefix."""
+    lines = problems(tmp_path, registry, body, profile=profile)
+    assert len(lines) == 1, lines
+    return lines[0].split(": ", 1)[1]
+
+
+@pytest.mark.parametrize("profile", [None, "small"])
+@pytest.mark.parametrize("body, expected", [
+    ("profiles = 3\n" + BASE, "profiles: must be a table of [profiles.NAME] tables, got int 3"),
+    (BASE + "[profiles]\nsmall = [1]\n", "profiles.small: must be a table, got list [1]"),
+    (BASE + "[profiles.small]\nrun = 5\n", "profiles.small.run: must be a table, got int 5"),
+    (BASE + "[profiles.small.strategies]\nsvm = 1979-05-27\n",
+     "profiles.small.strategies.svm: must be a table, got date datetime.date(1979, 5, 27)"),
+    (BASE + "[profiles.small.extra]\n", "profiles.small.extra: unknown table (allowed: suite, dataset, run, compare, "
+                                        "strategies)"),
+])
+def test_misshapen_profiles_are_named_whether_applied_or_not(tmp_path, registry, body, expected, profile):
+    assert only_problem(tmp_path, registry, body, profile=profile) == expected
+
+
+def test_strategies_must_be_a_table_of_tables(tmp_path, registry):
+    text = only_problem(tmp_path, registry, "strategies = [1]\n" + TINY_SUITE)
+    assert text.startswith("strategies: must be a table of [strategies.NAME] tables, got list [1] (allowed: ")
+    text = only_problem(tmp_path, registry, BASE.replace("[strategies.svm]\n", "[strategies]\nsvm = 2\n"))
+    assert text == "strategies.svm: must be a table, got int 2"
+
+
+def test_seeds_batch_and_image_sizes_have_bounds(tmp_path, registry):
+    body = BASE.replace("seeds = [0]", "seeds = [-1, 4294967296, 4294967295]")
+    body = body.replace("batch_size = 8", "batch_size = 65537\nimage_size = 4097")
+    text = "\n".join(problems(tmp_path, registry, body))
+    assert "suite.seeds[0]: must be in [0, 2**32), got -1" in text
+    assert "suite.seeds[1]: must be in [0, 2**32), got 4294967296" in text and "seeds[2]" not in text
+    assert "run.batch_size: must be between 1 and 65536, got 65537" in text
+    assert "run.image_size: must be between 1 and 4096 pixels (0 or absent: the backbone's own), got 4097" in text
+    body = BASE.replace("batch_size = 8", "batch_size = 0\nimage_size = -1")
+    text = "\n".join(problems(tmp_path, registry, body))
+    assert "run.batch_size: must be between 1 and 65536, got 0" in text and "run.image_size: must be between" in text
+
+
+def test_dates_and_tables_where_values_belong(tmp_path, registry):
+    body = BASE.replace("batch_size = 8", "batch_size = 1979-05-27T07:32:00Z\nbackends = 1")
+    body = body.replace('backends = ["torch"]\n', "")
+    text = "\n".join(problems(tmp_path, registry, body))
+    assert "run.batch_size: must be int, got datetime datetime.datetime(1979, 5, 27, 7, 32, tzinfo=" in text
+    assert "run.backends: must be list[str], got int 1" in text
+    body = BASE.replace('source = "synthetic"', 'source = ["synthetic"]')
+    text = "\n".join(problems(tmp_path, registry, body))
+    assert "dataset.source: must be str, got list ['synthetic']" in text
+
+
+def test_keys_that_are_not_bare_are_quoted_on_one_line(tmp_path, registry):
+    body = '"" = 1\n' + BASE.replace("[run]\n", '[run]\n"two\\nlines" = 1\n')
+    text = "\n".join(problems(tmp_path, registry, body))
+    assert ': "": unknown table' in text
+    assert ': run."two\\nlines": unknown key (allowed: ' in text
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b'[suite]\nname = "\xff"\n', "not valid TOML: not UTF-8 text (invalid start byte at line 2)"),
+    (None, "cannot read the suite file: Is a directory"),
+])
+def test_unreadable_suite_files(tmp_path, registry, content, fragment):
+    path = tmp_path / "suite.toml"
+    path.write_bytes(content) if content is not None else path.mkdir()
+    with pytest.raises(SuiteError) as info:
+        parse_suite(path, registry)
+    assert info.value.problems == [f"{path}: {fragment}"]
+
+
+def test_strategy_sweeps_are_finite_and_distinct(tmp_path, registry):
+    body = BASE.replace("[strategies.svm]\n", "[strategies.svm]\nC = nan\n[strategies.fpt]\nfinetune_lr = [1e-3, 0.001]\n")
+    text = "\n".join(problems(tmp_path, registry, body))
+    assert "strategies.svm.C: must be a finite number, got nan" in text
+    assert "strategies.fpt.finetune_lr: sweeps a value twice, which would repeat trials: [0.001, 0.001]" in text
+
+
+@pytest.mark.parametrize("name", ["", "..", "../up", "a\\\\b", "tab\\there"])
+def test_suite_name_is_a_folder_name(tmp_path, registry, name):
+    text = only_problem(tmp_path, registry, BASE.replace('name = "tiny"', f'name = "{name}"'))
+    assert text.startswith("suite.name: must be a folder name")
+
+
+def test_paths_without_control_characters(tmp_path, registry):
+    text = only_problem(tmp_path, registry, BASE.replace("[dataset]\n", '[dataset]\npath = "a\\u2028b"\n'))
+    assert text == "dataset.path: must not contain control characters, got 'a\\u2028b'"

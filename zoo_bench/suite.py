@@ -6,16 +6,24 @@ before validation, so ``cpu`` can shrink a GPU grid to what a laptop finishes.
 from __future__ import annotations
 
 import copy
+import json
+import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import SuiteError
 from .plugins import Registry
 
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+MAX_SEED = 2**32  # numpy, scikit-learn and the frameworks all take seeds in [0, 2**32)
+MAX_BATCH_SIZE = 65536
+MAX_IMAGE_SIZE = 4096  # px a side: decoding allocates size * size * 3 bytes per image
+BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # what may break a line or a terminal
 
 # table -> key -> (default, type name); REQUIRED marks keys without a default
 REQUIRED = object()
@@ -34,6 +42,9 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     },
 }
 TOP_LEVEL = ("suite", "dataset", "run", "compare", "strategies", "profiles")
+PATH_KEYS = ("dataset.path", "dataset.train", "dataset.test")  # strings that become file names
+
+Bad = Callable[[str, str], None]
 
 
 @dataclass(frozen=True)
@@ -58,15 +69,40 @@ class Suite:
     raw: dict[str, Any] = field(default_factory=dict)
 
 
+def key_path(*parts: str | int) -> str:
+    """``run.backbones[1]``, quoting parts that are not bare TOML keys so a message stays one line."""
+    out = ""
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        text = part if BARE_KEY.fullmatch(part) else json.dumps(part)
+        out += f".{text}" if out else text
+    return out
+
+
+def show(value: Any, limit: int = 80) -> str:
+    """A value's type and repr, cut short: messages quote user input, which may be huge."""
+    text = repr(value)
+    if len(text) > limit:
+        text = text[:limit - 3] + "..."
+    return f"{type(value).__name__} {text}"
+
+
 def read_toml(path: Path) -> dict[str, Any]:
-    """Parse a TOML file, turning a syntax error into a one-line SuiteError."""
+    """Parse a TOML file, turning every way it can be unreadable into a one-line SuiteError."""
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
     except FileNotFoundError:
         raise SuiteError([f"{path}: no such suite file"]) from None
+    except OSError as exc:  # a folder, no permission
+        raise SuiteError([f"{path}: cannot read the suite file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        line = exc.object[:exc.start].count(b"\n") + 1
+        raise SuiteError([f"{path}: not valid TOML: not UTF-8 text ({exc.reason} at line {line})"]) from None
     except tomllib.TOMLDecodeError as exc:
-        raise SuiteError([f"{path}: not valid TOML: {exc}"]) from None
+        raise SuiteError([f"{path}: not valid TOML: {' '.join(str(exc).split())}"]) from None
 
 
 def profile_names(raw: dict[str, Any]) -> list[str]:
@@ -75,15 +111,45 @@ def profile_names(raw: dict[str, Any]) -> list[str]:
     return sorted(profiles) if isinstance(profiles, dict) else []
 
 
+def profile_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, problem) for every declared profile whose shape cannot merge over the suite's tables.
+
+    Checked for all profiles, applied or not, so a broken one is found before someone needs it.
+    """
+    profiles = raw.get("profiles", {})
+    if not isinstance(profiles, dict):
+        return [("profiles", f"must be a table of [profiles.NAME] tables, got {show(profiles)}")]
+    out: list[tuple[str, str]] = []
+    tables = [t for t in TOP_LEVEL if t != "profiles"]
+    for name, body in profiles.items():
+        if not isinstance(body, dict):
+            out.append((key_path("profiles", name), f"must be a table, got {show(body)}"))
+            continue
+        for table, over in body.items():
+            where = ("profiles", name, table)
+            if table not in tables:
+                out.append((key_path(*where), f"unknown table (allowed: {', '.join(tables)})"))
+            elif not isinstance(over, dict):
+                out.append((key_path(*where), f"must be a table, got {show(over)}"))
+            elif table == "strategies":
+                out += [(key_path(*where, strategy), f"must be a table, got {show(params)}")
+                        for strategy, params in over.items() if not isinstance(params, dict)]
+    return out
+
+
 def apply_profile(raw: dict[str, Any], profile: str | None, path: Path) -> dict[str, Any]:
     """Merge ``[profiles.PROFILE]`` over the suite (tables merge, values replace)."""
     merged = copy.deepcopy(raw)
     profiles = merged.pop("profiles", {})
     if profile is None:
         return merged
+    if not isinstance(profiles, dict):
+        raise SuiteError([f"{path}: profiles: must be a table of [profiles.NAME] tables, got {show(profiles)}"])
     if profile not in profiles:
         allowed = ", ".join(sorted(profiles)) or "none declared"
         raise SuiteError([f"{path}: profiles: unknown profile {profile!r} (allowed: {allowed})"])
+    if not isinstance(profiles[profile], dict):
+        raise SuiteError([f"{path}: {key_path('profiles', profile)}: must be a table, got {show(profiles[profile])}"])
     _deep_merge(merged, profiles[profile])
     return merged
 
@@ -140,71 +206,44 @@ def sweep_values(value: Any, default: Any) -> list[Any] | None:
     return None
 
 
+def _finite(value: Any) -> bool:
+    """No NaN or infinity anywhere in a (possibly nested) parameter value."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_finite(v) for v in value)
+    return True
+
+
+def _has_duplicates(items: list[Any]) -> bool:
+    """Duplicates by equality (items may be lists, which do not hash)."""
+    return any(item in items[:i] for i, item in enumerate(items))
+
+
 def parse_suite(
     path: Path, registry: Registry, profile: str | None = None, raw: dict[str, Any] | None = None
 ) -> Suite:
     """Read, merge the profile, validate against the registry; raise SuiteError listing every problem."""
     raw = read_toml(path) if raw is None else raw
-    declared_profiles = profile_names(raw)
-    data = apply_profile(raw, profile, path)
     problems: list[str] = []
 
     def bad(key: str, message: str) -> None:
         problems.append(f"{path}: {key}: {message}")
 
+    for key, message in profile_problems(raw):
+        bad(key, message)
+    declared_profiles = profile_names(raw)
+    # a misshapen profile is not merged: the suite's own problems are still worth listing
+    data = apply_profile(raw, None if problems else profile, path)
+
     for key in data:
         if key not in TOP_LEVEL:
-            bad(key, f"unknown table (allowed: {', '.join(TOP_LEVEL)})")
-    values: dict[str, dict[str, Any]] = {}
-    for table, keys in SCHEMA.items():
-        section = data.get(table, {})
-        if not isinstance(section, dict):
-            bad(table, "must be a table")
-            section = {}
-        extra_keys: dict[str, tuple[Any, str]] = {}
-        if table == "dataset":
-            source_cls = registry.datasets.get(section.get("source"))
-            if source_cls is not None:
-                extra_keys = {k: (v, type_name_of(v)) for k, v in source_cls.options.items()}
-        allowed = {**keys, **extra_keys}
-        out: dict[str, Any] = {}
-        for key, value in section.items():
-            if key not in allowed:
-                bad(f"{table}.{key}", f"unknown key (allowed: {', '.join(sorted(allowed))})")
-                continue
-            tname = allowed[key][1]
-            if not _type_ok(value, tname):
-                bad(f"{table}.{key}", f"must be {tname}, got {type(value).__name__} {value!r}")
-                continue
-            out[key] = value
-        for key, (default, _) in allowed.items():
-            if key not in out and key not in section:
-                if default is REQUIRED:
-                    bad(f"{table}.{key}", "required key is missing")
-                else:
-                    out[key] = copy.deepcopy(default)
-        values[table] = out
-
+            bad(key_path(key), f"unknown table (allowed: {', '.join(TOP_LEVEL)})")
+    values = {table: _check_table(table, data.get(table, {}), registry, bad) for table in SCHEMA}
     run, ds, meta = values["run"], values["dataset"], values["suite"]
     _check_names(run, ds, registry, bad)
     _check_ranges(run, ds, meta, bad)
-    strategy_backbones: dict[str, tuple[str, ...]] = {}
-    for name, table in (data.get("strategies") or {}).items():
-        if isinstance(table, dict) and "backbones" in table:
-            only = table["backbones"]
-            if not (isinstance(only, list) and only and all(isinstance(b, str) for b in only)):
-                bad(f"strategies.{name}.backbones", f"must be a non-empty list[str], got {only!r}")
-                continue
-            for i, b in enumerate(only):
-                if b not in run.get("backbones", []):
-                    bad(f"strategies.{name}.backbones[{i}]", f"{b!r} is not in run.backbones "
-                        f"(allowed: {', '.join(run.get('backbones', []))})")
-            strategy_backbones[name] = tuple(only)
-    section = data.get("strategies", {})
-    if isinstance(section, dict):  # `backbones` restricts a strategy; it is not a parameter
-        section = {n: ({k: v for k, v in t.items() if k != "backbones"} if isinstance(t, dict) else t)
-                   for n, t in section.items()}
-    strategies = _check_strategies(section, registry, bad)
+    strategies, strategy_backbones = _check_strategies(data.get("strategies", {}), registry, run, bad)
     for i, text in enumerate(values["compare"].get("fail", [])):
         from .compare import Gate
 
@@ -218,15 +257,46 @@ def parse_suite(
         path=path, name=meta["name"], seeds=tuple(meta["seeds"]), dataset=ds, sizes=tuple(ds["sizes"]),
         backends=tuple(run["backends"]), backbones=tuple(run["backbones"]), batch_size=run["batch_size"],
         image_size=run["image_size"] or None, precision=run["precision"], device=run["device"],
-        strategies=strategies, strategy_backbones=strategy_backbones, profile=profile, profiles=tuple(declared_profiles), raw=data,
+        strategies=strategies, strategy_backbones=strategy_backbones, profile=profile,
+        profiles=tuple(declared_profiles), raw=data,
     )
+
+
+def _check_table(table: str, section: Any, registry: Registry, bad: Bad) -> dict[str, Any]:
+    """One schema table's well-typed values, defaults filled in; problems go to ``bad``."""
+    if not isinstance(section, dict):
+        bad(table, f"must be a table, got {show(section)}")
+        return {}
+    allowed = dict(SCHEMA[table])
+    if table == "dataset":  # a source's own options join the table's keys
+        source = section.get("source")
+        source_cls = registry.datasets.get(source) if isinstance(source, str) else None
+        if source_cls is not None:
+            allowed.update({k: (v, type_name_of(v)) for k, v in source_cls.options.items()})
+    out: dict[str, Any] = {}
+    for key, value in section.items():
+        if key not in allowed:
+            bad(key_path(table, key), f"unknown key (allowed: {', '.join(sorted(allowed))})")
+            continue
+        tname = allowed[key][1]
+        if not _type_ok(value, tname):
+            bad(key_path(table, key), f"must be {tname}, got {show(value)}")
+            continue
+        out[key] = value
+    for key, (default, _) in allowed.items():
+        if key not in out and key not in section:
+            if default is REQUIRED:
+                bad(key_path(table, key), "required key is missing")
+            else:
+                out[key] = copy.deepcopy(default)
+    return out
 
 
 def _allowed(names: list[str]) -> str:
     return ", ".join(sorted(names)) or "none installed"
 
 
-def _check_names(run: dict, ds: dict, registry: Registry, bad) -> None:
+def _check_names(run: dict, ds: dict, registry: Registry, bad: Bad) -> None:
     if "source" in ds and ds["source"] not in registry.datasets:
         bad("dataset.source", f"unknown data-set source {ds['source']!r} (allowed: {_allowed(list(registry.datasets))})")
     for i, backend in enumerate(run.get("backends", [])):
@@ -239,15 +309,16 @@ def _check_names(run: dict, ds: dict, registry: Registry, bad) -> None:
                     f"(allowed: {_allowed(registry.backbone_names(backend))})")
 
 
-def _check_ranges(run: dict, ds: dict, meta: dict, bad) -> None:
+def _check_ranges(run: dict, ds: dict, meta: dict, bad: Bad) -> None:
     if run.get("precision") not in PRECISIONS:
         bad("run.precision", f"unknown precision {run.get('precision')!r} (allowed: {', '.join(PRECISIONS)})")
     if run.get("device") not in DEVICES:
         bad("run.device", f"unknown device {run.get('device')!r} (allowed: {', '.join(DEVICES)})")
-    if "batch_size" in run and run["batch_size"] < 1:
-        bad("run.batch_size", "must be at least 1")
-    if "image_size" in run and run["image_size"] < 0:
-        bad("run.image_size", "must be a positive number of pixels (0 or absent: the backbone's own)")
+    if "batch_size" in run and not 1 <= run["batch_size"] <= MAX_BATCH_SIZE:
+        bad("run.batch_size", f"must be between 1 and {MAX_BATCH_SIZE}, got {run['batch_size']}")
+    if "image_size" in run and not 0 <= run["image_size"] <= MAX_IMAGE_SIZE:
+        bad("run.image_size", f"must be between 1 and {MAX_IMAGE_SIZE} pixels (0 or absent: the backbone's own), "
+            f"got {run['image_size']}")
     vf = ds.get("val_fraction")
     if vf is not None and not 0.0 <= vf < 1.0:
         bad("dataset.val_fraction", f"must be in [0, 1), got {vf}")
@@ -260,33 +331,83 @@ def _check_ranges(run: dict, ds: dict, meta: dict, bad) -> None:
     for i, size in enumerate(ds.get("sizes") or []):
         if size < 2:
             bad(f"dataset.sizes[{i}]", f"must be at least 2 images per class, got {size}")
+    for i, seed in enumerate(meta.get("seeds") or []):
+        if not 0 <= seed < MAX_SEED:
+            bad(f"suite.seeds[{i}]", f"must be in [0, 2**32), got {seed}")
+    _check_strings(ds, meta, bad)
 
 
-def _check_strategies(section: Any, registry: Registry, bad) -> dict[str, dict[str, list[Any]]]:
+def _check_strings(ds: dict, meta: dict, bad: Bad) -> None:
+    """Strings that become file and folder names: the suite name names the results folder."""
+    name = meta.get("name")
+    if name is not None and (not name.strip() or name in (".", "..") or "/" in name or "\\" in name
+                             or CONTROL.search(name)):
+        bad("suite.name", f"must be a folder name (no '/', '\\', control characters, '.' or '..'), got {name!r}")
+    for key in PATH_KEYS:
+        value = ds.get(key.split(".")[1])
+        if value is not None and CONTROL.search(value):
+            bad(key, f"must not contain control characters, got {value!r}")
+
+
+def _check_strategies(section: Any, registry: Registry, run: dict, bad: Bad
+                      ) -> tuple[dict[str, dict[str, list[Any]]], dict[str, tuple[str, ...]]]:
+    """Each strategy's sweep values, and the backbones a strategy is restricted to."""
     out: dict[str, dict[str, list[Any]]] = {}
-    if not isinstance(section, dict) or not section:
-        bad("strategies", f"name at least one strategy table (allowed: {_allowed(list(registry.strategies))})")
-        return out
+    only: dict[str, tuple[str, ...]] = {}
+    allowed = _allowed(list(registry.strategies))
+    if not isinstance(section, dict):
+        bad("strategies", f"must be a table of [strategies.NAME] tables, got {show(section)} (allowed: {allowed})")
+        return out, only
+    if not section:
+        bad("strategies", f"name at least one strategy table (allowed: {allowed})")
+        return out, only
     for name, params in section.items():
         cls = registry.strategies.get(name)
         if cls is None:
-            bad(f"strategies.{name}", f"unknown strategy (allowed: {_allowed(list(registry.strategies))})")
+            bad(key_path("strategies", name), f"unknown strategy (allowed: {allowed})")
             continue
         if not isinstance(params, dict):
-            bad(f"strategies.{name}", "must be a table")
+            bad(key_path("strategies", name), f"must be a table, got {show(params)}")
             continue
-        resolved: dict[str, list[Any]] = {}
-        for key, value in params.items():
-            if key not in cls.params:
-                bad(f"strategies.{name}.{key}", f"unknown parameter (allowed: {_allowed(list(cls.params))})")
-                continue
-            points = sweep_values(value, cls.params[key])
-            if points is None:
-                tname = type_name_of(cls.params[key])
-                bad(f"strategies.{name}.{key}", f"must be {tname} or a list of them to sweep, got {value!r}")
-                continue
+        params = dict(params)
+        if "backbones" in params:  # restricts the strategy; it is not a parameter
+            backbones = _check_strategy_backbones(name, params.pop("backbones"), run, bad)
+            if backbones:
+                only[name] = backbones
+        out[name] = _check_params(name, params, cls.params, bad)
+    return out, only
+
+
+def _check_strategy_backbones(name: str, value: Any, run: dict, bad: Bad) -> tuple[str, ...]:
+    key = key_path("strategies", name, "backbones")
+    if not (isinstance(value, list) and value and all(isinstance(b, str) for b in value)):
+        bad(key, f"must be a non-empty list[str], got {show(value)}")
+        return ()
+    known = run.get("backbones", [])
+    for i, backbone in enumerate(value):
+        if backbone not in known:
+            bad(f"{key}[{i}]", f"{backbone!r} is not in run.backbones (allowed: {', '.join(map(key_path, known))})")
+    return tuple(value)
+
+
+def _check_params(name: str, params: dict[str, Any], defaults: dict[str, Any], bad: Bad) -> dict[str, list[Any]]:
+    """One strategy's parameters as sweep points; defaults for the ones not given."""
+    resolved: dict[str, list[Any]] = {}
+    for key, value in params.items():
+        where = key_path("strategies", name, key)
+        if key not in defaults:
+            bad(where, f"unknown parameter (allowed: {_allowed(list(defaults))})")
+            continue
+        points = sweep_values(value, defaults[key])
+        if points is None:
+            tname = type_name_of(defaults[key])
+            bad(where, f"must be {tname} or a list of them to sweep, got {show(value)}")
+        elif not _finite(points):
+            bad(where, f"must be a finite number, got {value!r}")
+        elif _has_duplicates(points):
+            bad(where, f"sweeps a value twice, which would repeat trials: {value!r}")
+        else:
             resolved[key] = points
-        for key, default in cls.params.items():
-            resolved.setdefault(key, [copy.deepcopy(default)])
-        out[name] = resolved
-    return out
+    for key, default in defaults.items():
+        resolved.setdefault(key, [copy.deepcopy(default)])
+    return resolved
