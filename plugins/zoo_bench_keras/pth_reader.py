@@ -52,10 +52,10 @@ def load_legacy_state_dict(path: Path) -> dict[str, np.ndarray]:
     """The state dict at ``path`` as name -> array (float tensors stay float32)."""
     storage_types: dict[str, str] = {}
     with open(path, "rb") as fh:
-        for _ in range(3):  # magic number, protocol version, system info
-            pickle.load(fh)
+        for _ in range(3):  # magic number, protocol version, system info: plain values only
+            _Unpickler(fh, {}).load()
         obj = _Unpickler(fh, storage_types).load()
-        keys = pickle.load(fh)
+        keys = _Unpickler(fh, {}).load()
         storages = {}
         for key in keys:
             (count,) = struct.unpack("<q", fh.read(8))

@@ -94,6 +94,18 @@ def hub_checkpoint_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
+def safe_load(path: Path, backbone: str) -> dict[str, Any]:
+    """A state dict read without running code from the file (``weights_only``); refusals in one line."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise WeightsUnavailableError(f"{backbone}: refusing to load {path}: it holds more than tensors "
+                                      f"({detail[:200]})") from None
+
+
 def load_state(backbone: str, url: str, weights_dir: str | None) -> dict[str, Any]:
     """A state dict from ``weights_dir``, torch's cache, or a download into torch's cache."""
     filename = os.path.basename(url)
@@ -101,10 +113,10 @@ def load_state(backbone: str, url: str, weights_dir: str | None) -> dict[str, An
     candidates = ([Path(weights_dir) / filename] if weights_dir else []) + [cache / filename]
     for path in candidates:
         if path.is_file():
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return safe_load(path, backbone)
     try:
         return torch.hub.load_state_dict_from_url(url, model_dir=str(cache), progress=True, check_hash=True,
-                                                  map_location="cpu")
+                                                  map_location="cpu", weights_only=True)
     except (urllib.error.URLError, OSError, RuntimeError) as exc:
         reason = getattr(exc, "reason", exc)
         where = f"{weights_dir} or {cache}" if weights_dir else str(cache)
@@ -163,7 +175,7 @@ def _lite0(pretrained: bool, image_size: int, weights_dir: str | None) -> tuple:
 
     model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
     if pretrained:
-        model.load_state_dict(torch.load(lite0_weights_file(weights_dir), map_location="cpu", weights_only=True))
+        model.load_state_dict(safe_load(lite0_weights_file(weights_dir), "efficientnet_lite0"))
     stem = nn.Sequential(model._conv_stem, model._bn0, nn.ReLU6())
     stages: list[list[nn.Module]] = []
     last_out = None
