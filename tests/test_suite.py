@@ -187,7 +187,8 @@ def test_unreadable_suite_files(tmp_path, registry, content, fragment):
 
 
 def test_strategy_sweeps_are_finite_and_distinct(tmp_path, registry):
-    body = BASE.replace("[strategies.svm]\n", "[strategies.svm]\nC = nan\n[strategies.fpt]\nfinetune_lr = [1e-3, 0.001]\n")
+    body = BASE.replace("[strategies.svm]\n", "[strategies.svm]\nC = nan\n"
+                        "[strategies.fpt]\nfinetune_lr = [1e-3, 0.001]\n")
     text = "\n".join(problems(tmp_path, registry, body))
     assert "strategies.svm.C: must be a finite number, got nan" in text
     assert "strategies.fpt.finetune_lr: sweeps a value twice, which would repeat trials: [0.001, 0.001]" in text
@@ -202,3 +203,15 @@ def test_suite_name_is_a_folder_name(tmp_path, registry, name):
 def test_paths_without_control_characters(tmp_path, registry):
     text = only_problem(tmp_path, registry, BASE.replace("[dataset]\n", '[dataset]\npath = "a\\u2028b"\n'))
     assert text == "dataset.path: must not contain control characters, got 'a\\u2028b'"
+
+
+def test_synthetic_source_options_out_of_range_are_one_line_errors(tmp_path, capsys):
+    from conftest import write_suite
+    from zoo_bench import cli
+
+    body = TINY_SUITE.replace("image_size = 32\nval_fraction", "image_size = -1\nval_fraction").replace(
+        'backbones = ["mini_cnn"]', 'backbones = ["tiny_cnn"]') + "[strategies.scratch]\n"
+    path = write_suite(tmp_path, body)
+    assert cli.main(["validate", str(path), "--data-root", str(tmp_path), "--cache-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: {path}: dataset.image_size: must be between 8 and 1024 for the synthetic source, got -1"

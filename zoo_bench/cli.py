@@ -117,7 +117,9 @@ def _choose_profile(raw: dict, registry: Registry, args: argparse.Namespace) -> 
         return args.profile
     if getattr(args, "no_profile", False) or "cpu" not in profile_names(raw):
         return None
-    backends = raw.get("run", {}).get("backends", [])
+    run = raw.get("run")  # not validated yet: validation comes after the profile is chosen
+    backends = run.get("backends") if isinstance(run, dict) else None
+    backends = [b for b in backends if isinstance(b, str)] if isinstance(backends, list) else []
     forced_cpu = getattr(args, "device", None) == "cpu"
     has_gpu = any(registry.backends[b].has_accelerator() for b in backends if b in registry.backends)
     if forced_cpu or not has_gpu:

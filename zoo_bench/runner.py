@@ -82,7 +82,8 @@ def list_dataset(suite: Suite, registry: Registry, options: RunOptions, console=
             known = f"; or run: zoo-bench data get {root.name}" if root.name in registry.downloads else ""
             hint = (f" (data root {options.data_root}: set --data-root or ZOO_BENCH_DATA_ROOT, "
                     f"or put the images in {root}{known})")
-        raise DataError(f"{suite.path}: dataset: {exc}{hint}") from None
+        key = "" if str(exc).startswith("dataset.") else "dataset: "  # the source named the key itself
+        raise DataError(f"{suite.path}: {key}{exc}{hint}") from None
 
 
 def check_sizes(suite: Suite, listing: Listing) -> None:
@@ -254,7 +255,7 @@ class Runner:
 
     def _execute_with_retry(self, trial: Trial) -> dict[str, Any]:
         """Run the trial; on accelerator out-of-memory halve the batch size down to the floor."""
-        batch_size, floor = self.suite.batch_size, getattr(self.suite, "min_batch_size", 1)
+        batch_size, floor = self.suite.batch_size, self.suite.min_batch_size
         backend = self.backends[trial.backend]
         while True:
             out_of_memory = False

@@ -37,7 +37,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     "compare": {"fail": ([], "list[str]")},
     "run": {
         "backends": (REQUIRED, "list[str]"), "backbones": (REQUIRED, "list[str]"),
-        "batch_size": (32, "int"), "image_size": (0, "int"), "precision": ("auto", "str"),
+        "batch_size": (32, "int"), "min_batch_size": (2, "int"), "image_size": (0, "int"), "precision": ("auto", "str"),
         "device": ("auto", "str"),
     },
 }
@@ -64,21 +64,15 @@ class Suite:
     device: str
     strategies: dict[str, dict[str, list[Any]]]
     strategy_backbones: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    min_batch_size: int = 2  # out-of-memory retries halve the batch size down to this
     profile: str | None = None
     profiles: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict)
 
 
-def key_path(*parts: str | int) -> str:
-    """``run.backbones[1]``, quoting parts that are not bare TOML keys so a message stays one line."""
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            continue
-        text = part if BARE_KEY.fullmatch(part) else json.dumps(part)
-        out += f".{text}" if out else text
-    return out
+def key_path(*parts: Any) -> str:
+    """``strategies.svm.C``, quoting parts that are not bare TOML keys so a message stays one line."""
+    return ".".join(p if isinstance(p, str) and BARE_KEY.fullmatch(p) else json.dumps(str(p)) for p in parts)
 
 
 def show(value: Any, limit: int = 80) -> str:
@@ -257,7 +251,8 @@ def parse_suite(
         path=path, name=meta["name"], seeds=tuple(meta["seeds"]), dataset=ds, sizes=tuple(ds["sizes"]),
         backends=tuple(run["backends"]), backbones=tuple(run["backbones"]), batch_size=run["batch_size"],
         image_size=run["image_size"] or None, precision=run["precision"], device=run["device"],
-        strategies=strategies, strategy_backbones=strategy_backbones, profile=profile,
+        strategies=strategies, strategy_backbones=strategy_backbones, min_batch_size=run["min_batch_size"],
+        profile=profile,
         profiles=tuple(declared_profiles), raw=data,
     )
 
@@ -316,6 +311,9 @@ def _check_ranges(run: dict, ds: dict, meta: dict, bad: Bad) -> None:
         bad("run.device", f"unknown device {run.get('device')!r} (allowed: {', '.join(DEVICES)})")
     if "batch_size" in run and not 1 <= run["batch_size"] <= MAX_BATCH_SIZE:
         bad("run.batch_size", f"must be between 1 and {MAX_BATCH_SIZE}, got {run['batch_size']}")
+    if "min_batch_size" in run and "batch_size" in run and not 1 <= run["min_batch_size"] <= run["batch_size"]:
+        bad("run.min_batch_size", f"must be between 1 and run.batch_size ({run['batch_size']}), "
+            f"got {run['min_batch_size']}")
     if "image_size" in run and not 0 <= run["image_size"] <= MAX_IMAGE_SIZE:
         bad("run.image_size", f"must be between 1 and {MAX_IMAGE_SIZE} pixels (0 or absent: the backbone's own), "
             f"got {run['image_size']}")

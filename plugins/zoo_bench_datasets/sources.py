@@ -97,12 +97,16 @@ class SyntheticSource(DatasetSource):
 
     name = "synthetic"
     options = {"classes": 2, "train_per_class": 60, "test_per_class": 30, "image_size": 64, "data_seed": 0}
+    LIMITS = {"classes": (2, 10), "train_per_class": (1, 10000), "test_per_class": (1, 10000),
+              "image_size": (8, 1024), "data_seed": (0, 2**32 - 1)}
     description = "generated striped images (no files needed)"
 
     def list(self, root: Path, config: dict[str, Any], cache_dir: Path) -> Listing:
         opts = {k: config.get(k, v) for k, v in self.options.items()}
-        if opts["classes"] < 2 or opts["classes"] > 10:
-            raise DataError(f"synthetic: classes must be between 2 and 10, got {opts['classes']}")
+        for key, (low, high) in self.LIMITS.items():
+            if not low <= opts[key] <= high:
+                raise DataError(f"dataset.{key}: must be between {low} and {high} for the synthetic source, "
+                                f"got {opts[key]}")
         digest = hashlib.sha1(json.dumps(opts, sort_keys=True).encode()).hexdigest()[:12]
         folder = cache_dir / "synthetic" / digest
         classes = tuple(f"pattern{i}" for i in range(opts["classes"]))
