@@ -119,3 +119,15 @@ def test_a_suite_over_the_bad_set_runs_and_counts_the_unreadable_files(bad_set, 
     assert row["train_images"] + row["val_images"] + row["test_images"] == kept
     listed = dict(line.split("\t", 1) for line in (store.run_dir / "skipped_images.txt").read_text().splitlines())
     assert set(listed) == set(bad_set.skipped) and all(listed.values())  # each file once, with its reason
+
+
+def test_a_long_thin_strip_is_cropped_before_resizing(tmp_path):
+    """1 x 40000 px would become 224 x 8960000 (6 GB) if resized whole; only its centre is used."""
+    from PIL import Image
+
+    from zoo_bench.images import decode
+
+    path = tmp_path / "strip.png"
+    Image.new("RGB", (1, 40000), (10, 200, 30)).save(path)
+    out = decode(str(path), 224)
+    assert out.shape == (224, 224, 3) and tuple(out[100, 100]) == (10, 200, 30)

@@ -74,3 +74,71 @@ def test_a_nan_or_infinite_loss_ends_the_trial_as_diverged_and_resume_keeps_it(t
     assert rows[1e-3]["status"] == "ok"
     _, reporter = run_inprocess(suite, registry, tmp_path, cache_dir)  # resume: nothing to redo
     assert reporter.done == reporter.total == 2 and reporter.finished == []
+
+
+def test_a_worker_that_cannot_start_fails_its_backbone_at_once_with_the_cause(tmp_path, fault_registry, cache_dir):
+    from conftest import QuietReporter
+    from zoo_bench.grid import expand
+    from zoo_bench.isolation import IsolatedTrials, WorkerSetup
+    from zoo_bench.runner import RunOptions, list_dataset
+    from zoo_bench.suite import parse_suite
+
+    suite = parse_suite(write_suite(tmp_path, CRASH_SUITE), fault_registry)
+    options = RunOptions(data_root=tmp_path, cache_dir=cache_dir, device="cpu")
+    setup = WorkerSetup(suite.path, None, suite.raw, options, list_dataset(suite, fault_registry, options),
+                        tmp_path / "run", extra_plugins=("no_such_plugin_module_zb",))
+    isolated = IsolatedTrials(setup, QuietReporter())
+    first, second = (isolated.run_trial(t) for t in expand(suite)[:2])
+    isolated.close()
+    expected = ("the worker process for torch/tiny_cnn could not start: "
+                "ModuleNotFoundError: No module named 'no_such_plugin_module_zb'")
+    assert first["error"] == second["error"] == expected
+    assert second["wall_s"] == 0.0  # not started again
+    assert "Traceback" in (tmp_path / "run" / "errors.log").read_text()
+
+
+def test_diverged_epoch_counts_the_head_phase_too(tmp_path, registry, cache_dir, tiny_weights):
+    body = TINY_SUITE + """
+[strategies.last_n]
+head_epochs = 2
+epochs = 2
+optimizer = "sgd"
+lr = 1e30
+"""
+    store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, cache_dir)
+    [row] = store.rows()
+    assert row["status"] == "diverged" and row["diverged_epoch"] == 3
+
+
+def test_a_failed_base_build_is_not_cached_as_a_base():
+    from types import SimpleNamespace
+
+    from zoo_bench.context import FeatureCache
+
+    calls = []
+
+    def build_base(spec, pretrained, image_size):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("CUDA out of memory")
+        return "base"
+
+    backend = SimpleNamespace(name="b", build_base=build_base)
+    spec = SimpleNamespace(name="s", weights="w")
+    cache = FeatureCache()
+    with pytest.raises(RuntimeError):
+        cache.frozen_base(backend, spec, 32)
+    assert cache.frozen_base(backend, spec, 32) == "base"
+
+
+def test_plots_and_report_of_a_run_where_everything_diverged(tmp_path):
+    from zoo_bench.document import write_report
+    from zoo_bench.plots import plot_run
+    from zoo_bench.results import to_dataframe
+
+    df = to_dataframe([{"trial_id": "t/b/last_layer/n=4/seed=0", "backend": "torch", "backbone": "b",
+                        "strategy": "last_layer", "params": {}, "size_per_class": 4, "seed": 0,
+                        "status": "diverged", "error": "loss became nan in epoch 1", "diverged_epoch": 1}])
+    assert plot_run(df, tmp_path / "plots", "t") == []
+    text = write_report(df, {"suite_name": "t"}, tmp_path / "r.md", "md").read_text()
+    assert "1 diverged" in text

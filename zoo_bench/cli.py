@@ -112,6 +112,14 @@ def _registry() -> Registry:
     return registry
 
 
+def _has_accelerator(backend_cls) -> bool:
+    """A backend plugin's GPU check; one that raises counts as no GPU (its trials report the fault)."""
+    try:
+        return bool(backend_cls.has_accelerator())
+    except Exception:
+        return False
+
+
 def _choose_profile(raw: dict, registry: Registry, args: argparse.Namespace) -> str | None:
     if getattr(args, "profile", None):
         return args.profile
@@ -121,7 +129,7 @@ def _choose_profile(raw: dict, registry: Registry, args: argparse.Namespace) -> 
     backends = run.get("backends") if isinstance(run, dict) else None
     backends = [b for b in backends if isinstance(b, str)] if isinstance(backends, list) else []
     forced_cpu = getattr(args, "device", None) == "cpu"
-    has_gpu = any(registry.backends[b].has_accelerator() for b in backends if b in registry.backends)
+    has_gpu = any(_has_accelerator(registry.backends[b]) for b in backends if b in registry.backends)
     if forced_cpu or not has_gpu:
         report.message(f"no GPU present: using the suite's 'cpu' profile (--profile NAME or --no-profile to change)")
         return "cpu"
@@ -313,7 +321,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             parts = [escape(f"{kind}: {', '.join(names)}") for kind, names in info.registers.items()]
             for name, cls in registry.backends.items():
                 if registry.owners.get(("backend", name)) == info.name:
-                    ok, why = cls.available()
+                    try:
+                        ok, why = cls.available()
+                    except Exception as exc:  # a faulty backend plugin: say so, list the rest
+                        ok, why = False, f"{type(exc).__name__}: {exc}".splitlines()[0]
                     if not ok:
                         parts.append(f"[yellow]backend {name} unavailable: {escape(why)}[/yellow]")
             parts += [f"[yellow]{escape(problem)}[/yellow]" for problem in info.problems]
@@ -358,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except ZooBenchError as exc:
         report.error(str(exc))
+        return 2
+    except OSError as exc:  # a results, cache or data path that is a file, unwritable, full
+        report.error(f"{exc.filename or ''}: {exc.strerror or exc}" if exc.filename else str(exc))
         return 2
     except KeyboardInterrupt:
         report.error("interrupted")

@@ -30,12 +30,13 @@ class FeatureCache:
         """The pretrained base for feature extraction, built once per backbone."""
         key = (backend.name, spec.name, spec.weights, image_size)
         if key != self._base_key:
-            self._base, self._base_error, self._base_key = None, None, key
+            self._base, self._base_error, self._base_key = None, None, None
             self._features = {k: v for k, v in self._features.items() if k[:4] == key}
             try:
                 self._base = backend.build_base(spec, pretrained=True, image_size=image_size)
             except ZooBenchError as exc:  # remembered: every trial of this backbone fails the same way
                 self._base_error = exc
+            self._base_key = key  # only now: an unexpected error (out of memory) leaves nothing cached
         if self._base_error is not None:
             raise self._base_error
         return self._base

@@ -26,8 +26,10 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
             acc = format_estimate(estimate(ok["test_accuracy"]), scale=100, unit="%")
             ept = estimate(ok["epoch_time_s"].dropna())
             row[f"n={size}"] = acc + ("" if ept is None else f"; {ept.mean:.3g} s/epoch")
-            if len(ok) < len(g):
-                row[f"n={size}"] += f"; {len(g) - len(ok)} failed"
+            for status in ("error", "diverged"):
+                count = int((g["status"] == status).sum())
+                if count:
+                    row[f"n={size}"] += f"; {count} {'failed' if status == 'error' else 'diverged'}"
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -46,7 +48,7 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str) ->
         images = [(p.stem.replace("_", " "), _png_uri(p)) for p in plots]
     suite_json = json.dumps(meta.get("suite", {}), indent=2, default=str)
     machine_json = json.dumps(machine, indent=2, default=str)
-    failed = int((df["status"] != "ok").sum())
+    failed = int((df["status"] == "error").sum())
     if fmt == "md":
         parts = [f"# {title}", "", f"{len(df)} trials, {failed} failed. Cells: test accuracy, mean ± half-width of "
                  "the 95% CI over seeds (Student t), and the mean time per epoch.", "",

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+MAX_ASPECT = 4  # beyond this the centre square is cut before resizing (same pixels, bounded memory)
 DECODE_VERSION = 2  # part of every disk cache key: bump it whenever decode's output changes
 BACKGROUND = (255, 255, 255, 255)  # transparent pixels show white, as an image viewer draws them
 DEFAULT_PIXEL_LIMIT = 2 * 89_478_485  # PIL's hard limit, kept when Image.MAX_IMAGE_PIXELS is None
@@ -89,6 +90,11 @@ def _working_mode(img: Image.Image) -> Image.Image:
 def _square(img: Image.Image, size: int) -> Image.Image:
     """Shorter side to ``size`` (antialiased when shrinking), then the centre ``size`` x ``size``."""
     w, h = img.size
+    if max(w, h) > MAX_ASPECT * min(w, h):  # a long thin strip: resize only its centre square,
+        m = min(w, h)                       # or 1x40000 px would become 224x8960000
+        left, top = (w - m) / 2, (h - m) / 2
+        return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + m, top + m),
+                          reducing_gap=None)
     scale = size / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
     img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)

@@ -12,6 +12,7 @@ import importlib
 import multiprocessing as mp
 import signal
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,11 +65,15 @@ def _worker_main(setup: WorkerSetup, conn) -> None:
     from .runner import Runner, make_backends
     from .suite import parse_suite
 
-    registry = load_plugins(extra=[importlib.import_module(m) for m in setup.extra_plugins])
-    suite = parse_suite(setup.suite_path, registry, profile=setup.profile, raw=setup.raw)
-    backends = make_backends(suite, registry, setup.options)
-    runner = Runner(suite, registry, RunStore(setup.run_dir), setup.listing, backends, setup.options,
-                    _PipeReporter(conn))
+    try:
+        registry = load_plugins(extra=[importlib.import_module(m) for m in setup.extra_plugins])
+        suite = parse_suite(setup.suite_path, registry, profile=setup.profile, raw=setup.raw)
+        backends = make_backends(suite, registry, setup.options)
+        runner = Runner(suite, registry, RunStore(setup.run_dir), setup.listing, backends, setup.options,
+                        _PipeReporter(conn))
+    except BaseException:  # the parent records why, and does not start this worker again
+        conn.send(("setup_error", traceback.format_exc()))
+        return
     while True:
         trial = conn.recv()
         if trial is None:
@@ -113,19 +118,22 @@ class IsolatedTrials:
         self.proc: Any = None
         self.conn: Any = None
         self.key: tuple[str, str] | None = None
+        self.setup_errors: dict[tuple[str, str], str] = {}
 
     def _start(self, key: tuple[str, str]) -> None:
         self.close()
         parent, child = self.ctx.Pipe()
-        self.proc = self.ctx.Process(target=_worker_main, args=(self.setup, child), daemon=True,
-                                     name=f"zoo-bench {key[0]}/{key[1]}")
-        self.proc.start()
+        proc = self.ctx.Process(target=_worker_main, args=(self.setup, child), daemon=True,
+                                name=f"zoo-bench {key[0]}/{key[1]}")
+        proc.start()
         child.close()
-        self.conn, self.key = parent, key
+        self.proc, self.conn, self.key = proc, parent, key
 
     def run_trial(self, trial: Trial) -> dict[str, Any]:
         """The trial's row from a worker, or an error row saying how the worker died."""
         key = (trial.backend, trial.backbone)
+        if key in self.setup_errors:  # this worker could not start before: fail at once, same reason
+            return self._error_row(trial, self.setup_errors[key], 0.0)
         if self.proc is None or key != self.key or not self.proc.is_alive():
             self._start(key)
         start = time.perf_counter()
@@ -136,6 +144,14 @@ class IsolatedTrials:
                     kind, payload = self.conn.recv()
                     if kind == "row":
                         return payload
+                    if kind == "setup_error":
+                        from .runner import log_error
+
+                        log_error(self.setup.run_dir, trial, payload)
+                        last = payload.strip().splitlines()[-1] if payload.strip() else "unknown error"
+                        self.setup_errors[key] = f"the worker process for {key[0]}/{key[1]} could not start: {last}"
+                        self.close(kill=True)
+                        return self._error_row(trial, self.setup_errors[key], time.perf_counter() - start)
                     if kind == "epoch":
                         self.reporter.epoch(*payload)
                     elif kind == "note" and hasattr(self.reporter, "note"):
@@ -147,15 +163,21 @@ class IsolatedTrials:
         return self._crash_row(trial, time.perf_counter() - start)
 
     def _crash_row(self, trial: Trial, seconds: float) -> dict[str, Any]:
-        from .runner import log_error, trial_row
+        from .runner import log_error
 
         self.proc.join(timeout=10)
         how = describe_exit(self.proc.exitcode)
         self.proc, self.conn, self.key = None, None, None
         error = TrialCrashedError(f"the trial's process {how} (run isolated, so the suite goes on)")
         log_error(self.setup.run_dir, trial, str(error))
+        return self._error_row(trial, str(error), seconds)
+
+    @staticmethod
+    def _error_row(trial: Trial, error: str, seconds: float) -> dict[str, Any]:
+        from .runner import trial_row
+
         row = trial_row(trial)
-        row.update(error=str(error), wall_s=seconds, finished_at=now_iso())
+        row.update(error=error, wall_s=seconds, finished_at=now_iso())
         return row
 
     def close(self, kill: bool = False) -> None:

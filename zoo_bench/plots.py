@@ -10,7 +10,7 @@ from .results import row_labels
 from .stats import estimate
 
 
-def accuracy_plot(df: pd.DataFrame, path: Path, title: str) -> Path:
+def accuracy_plot(df: pd.DataFrame, path: Path, title: str) -> Path | None:
     """One panel per (backend, backbone): a line per strategy with its 95% band, log x axis."""
     import matplotlib
 
@@ -18,6 +18,8 @@ def accuracy_plot(df: pd.DataFrame, path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     ok = df[df["status"] == "ok"]
+    if ok.empty:  # no accuracy to draw (every trial failed or diverged)
+        return None
     ok = ok.assign(label=row_labels(ok))
     panels = list(ok.groupby(["backend", "backbone"], sort=True))
     cols = min(3, max(1, len(panels)))
@@ -54,7 +56,7 @@ def accuracy_plot(df: pd.DataFrame, path: Path, title: str) -> Path:
     return path
 
 
-def time_plot(df: pd.DataFrame, path: Path, title: str) -> Path:
+def time_plot(df: pd.DataFrame, path: Path, title: str) -> Path | None:
     """Seconds per epoch (log scale) per strategy, one bar group per size, per backend/backbone."""
     import matplotlib
 
@@ -62,6 +64,8 @@ def time_plot(df: pd.DataFrame, path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     ok = df[(df["status"] == "ok") & df["epoch_time_s"].notna()]
+    if ok.empty:  # nothing timed (every trial failed or diverged): no plot rather than an empty one
+        return None
     ok = ok.assign(label=row_labels(ok))
     ok["who"] = ok["label"] + "\n" + ok["backbone"] + " (" + ok["backend"] + ")"
     whos = sorted(ok["who"].unique())
@@ -90,6 +94,7 @@ def time_plot(df: pd.DataFrame, path: Path, title: str) -> Path:
 
 
 def plot_run(df: pd.DataFrame, out_dir: Path, title: str) -> list[Path]:
-    """Both plots into ``out_dir``."""
+    """Both plots into ``out_dir``; a plot with nothing to draw is left out."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    return [accuracy_plot(df, out_dir / "accuracy.png", title), time_plot(df, out_dir / "epoch_time.png", title)]
+    plots = [accuracy_plot(df, out_dir / "accuracy.png", title), time_plot(df, out_dir / "epoch_time.png", title)]
+    return [p for p in plots if p is not None]

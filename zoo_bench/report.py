@@ -177,7 +177,7 @@ def grouped_table(df: pd.DataFrame, by: list[str], title: str = "") -> Table:
     table = Table(title=f"{title} by {', '.join(by)}".strip(), caption=CAPTION)
     for col in by:
         table.add_column(col)
-    for col in ("trials", "test accuracy", "time per epoch", "errors"):
+    for col in ("trials", "test accuracy", "time per epoch", "errors", "diverged"):
         table.add_column(col, justify="right")
     for key, group in df.groupby(by, sort=True, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
@@ -186,7 +186,7 @@ def grouped_table(df: pd.DataFrame, by: list[str], title: str = "") -> Table:
         time_text = "-" if ept is None else format_estimate(ept, unit=" s", digits=3)
         table.add_row(*(escape(str(k)) for k in key), str(len(group)),
                       format_estimate(estimate(ok["test_accuracy"]), scale=100, unit="%"), time_text,
-                      str(len(group) - len(ok)))
+                      str(int((group["status"] == "error").sum())), str(int((group["status"] == "diverged").sum())))
     return table
 
 

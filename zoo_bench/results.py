@@ -48,9 +48,14 @@ class RunStore:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.run_dir / "run.json"
         if path.exists():
-            old = json.loads(path.read_text())
-            old.setdefault("resumes", []).append({"started_at": meta["started_at"], "versions": meta.get("versions")})
-            meta = old
+            try:
+                old = json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):  # damaged by hand or disk: keep it aside
+                os.replace(path, path.with_name("run.json.damaged"))
+            else:
+                old.setdefault("resumes", []).append({"started_at": meta["started_at"],
+                                                      "versions": meta.get("versions")})
+                meta = old
         atomic_write(path, (json.dumps(meta, indent=2, default=str) + "\n").encode())
 
     def lock(self) -> None:

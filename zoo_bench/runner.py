@@ -76,6 +76,8 @@ def list_dataset(suite: Suite, registry: Registry, options: RunOptions, console=
         get(spec, root.parent, options.cache_dir, console=console)
     try:
         return source.list(root, suite.dataset, options.cache_dir)
+    except (ValueError, TypeError, OSError) as exc:  # a source's own check that is not a DataError yet
+        raise DataError(f"{suite.path}: dataset: source {suite.dataset['source']!r}: {one_line(exc)}") from None
     except DataError as exc:
         hint = ""
         if not root.exists():
@@ -149,6 +151,8 @@ def make_backends(suite: Suite, registry: Registry, options: RunOptions) -> dict
                             weights_dir=options.weights_dir, cache_dir=str(options.cache_dir))
         except ZooBenchError as exc:
             out[name] = exc
+        except Exception as exc:  # a faulty backend plugin fails its own trials, not the run
+            out[name] = ZooBenchError(f"backend {name} could not start: {one_line(exc)}")
     return out
 
 
@@ -280,6 +284,9 @@ class Runner:
     def _log_skipped(self, *batches: Any) -> None:
         """Keep the unreadable images in the run folder, each once, with why: ``path<TAB>reason``."""
         reasons = {p: b.reasons.get(p, "unreadable") for b in batches for p in b.skipped}
+        if not self._skipped_logged and (self.store.run_dir / "skipped_images.txt").exists():  # resume, worker
+            lines = (self.store.run_dir / "skipped_images.txt").read_text().splitlines()
+            self._skipped_logged.update(line.split("\t", 1)[0] for line in lines)
         new = [p for p in reasons if p not in self._skipped_logged]
         if new:
             self._skipped_logged.update(new)

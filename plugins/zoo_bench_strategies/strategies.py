@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from zoo_bench import EpochStats, OptimizerSpec, Outcome, Strategy, TrialContext
+from zoo_bench import DivergedError, EpochStats, OptimizerSpec, Outcome, Strategy, TrialContext
 
 HEAD = {"hidden": [256], "dropout": 0.5}
 
@@ -50,7 +50,10 @@ def finetune(ctx: TrialContext, head: Any, last_blocks: int | None, optimizer: O
     ctx.backend.set_trainable(model, last_blocks, bn_inference=True)
     trainable, total_params = ctx.backend.count_params(model)
     offset = len(head_stats)
-    stats = head_stats + train_images(ctx, model, epochs, optimizer, augment, offset, offset + epochs)
+    try:
+        stats = head_stats + train_images(ctx, model, epochs, optimizer, augment, offset, offset + epochs)
+    except DivergedError as exc:  # number the epoch across both phases, as the progress bar does
+        raise DivergedError(exc.epoch + offset, exc.loss) from None
     test, val = predict_images(ctx, model)
     return Outcome(test, val, stats, trainable, total_params)
 
