@@ -52,7 +52,8 @@ def test_out_of_memory_halves_the_batch_down_to_the_floor(tmp_path, fault_regist
     assert [text for _, text in reporter.notes][:2] == ["out of memory: retrying with batch size 8",
                                                         "out of memory: retrying with batch size 4"]
     assert rows[1]["status"] == "error"
-    assert rows[1]["error"] == "out of memory at batch size 2 (floor 2: run.min_batch_size)"
+    assert rows[1]["error"] == ("out of memory at batch size 2 (floor 2: run.min_batch_size): OutOfMemoryError: "
+                                "CUDA out of memory. Tried to allocate at batch 2")
 
 
 DIVERGE_SUITE = TINY_SUITE + """

@@ -270,14 +270,14 @@ class Runner:
             except Exception as exc:
                 if not (isinstance(backend, Backend) and backend.is_out_of_memory(exc)):
                     raise
-                out_of_memory = True  # handled below, once the failed attempt's frames are released
+                out_of_memory, cause = True, one_line(exc)  # handled below, once the attempt's frames are freed
             if out_of_memory:
                 backend.release_memory()
                 gc.collect()
                 backend.release_memory()
                 if batch_size // 2 < max(floor, 1):
                     raise ZooBenchError(f"out of memory at batch size {batch_size} "
-                                        f"(floor {floor}: run.min_batch_size)")
+                                        f"(floor {floor}: run.min_batch_size): {cause}")
                 batch_size //= 2
                 note(self.reporter, trial, f"out of memory: retrying with batch size {batch_size}")
 
