@@ -85,6 +85,28 @@ batch_size = 8
 """
 
 
+def lite0_suite(name: str, strategies: str, backend: str = "torch", seeds: tuple[int, ...] = (0,),
+                train_per_class: int = 10, test_per_class: int = 5, sizes: tuple[int, ...] = (8,)) -> str:
+    """A small suite on generated 32 px images with EfficientNet-Lite0 (the one pretrained backbone here)."""
+    return f"""
+[suite]
+name = "{name}"
+seeds = {list(seeds)}
+[dataset]
+source = "synthetic"
+train_per_class = {train_per_class}
+test_per_class = {test_per_class}
+image_size = 32
+sizes = {list(sizes)}
+[run]
+backends = ["{backend}"]
+backbones = ["efficientnet_lite0"]
+image_size = 32
+batch_size = 8
+{strategies.strip()}
+"""
+
+
 def run_inprocess(suite_path: Path, registry, tmp_path: Path, cache_dir: Path, run_id: str = "r1",
                   data_root: Path | None = None, weights_dir: str | None = None, isolated: bool = False):
     """Run a suite like `zoo-bench run` does, in this process (trials in workers when ``isolated``)."""
@@ -98,11 +120,9 @@ def run_inprocess(suite_path: Path, registry, tmp_path: Path, cache_dir: Path, r
     store.write_meta(run_metadata(suite, run_id, backends, len(expand(suite))))
     isolation = None
     if isolated:
-        from zoo_bench.isolation import IsolatedTrials, WorkerSetup
+        from zoo_bench.isolation import IsolatedTrials
 
-        extra = tuple(p.module for p in registry.plugins if p.distribution == "(in-process)")
-        isolation = IsolatedTrials(WorkerSetup(suite.path, None, suite.raw, options, listing, store.run_dir, extra),
-                                   reporter)
+        isolation = IsolatedTrials.for_run(suite, registry, options, listing, store.run_dir, reporter)
     runner = Runner(suite, registry, store, listing, backends, options, reporter, isolation=isolation)
     runner.run(expand(suite))
     return store, reporter

@@ -4,29 +4,13 @@ import shutil
 
 import pytest
 
-from conftest import run_inprocess, write_suite
+from conftest import lite0_suite, run_inprocess, write_suite
 from zoo_bench.cli import main
 from zoo_bench.compare import Gate, overlap_rule
 from zoo_bench.plugins import load_plugins
 from zoo_bench.stats import Estimate, estimate
 
-SUITE = """
-[suite]
-name = "cmp"
-seeds = [0, 1, 2]
-[dataset]
-source = "synthetic"
-train_per_class = 12
-test_per_class = 10
-image_size = 32
-sizes = [8]
-[run]
-backends = ["torch"]
-backbones = ["efficientnet_lite0"]
-image_size = 32
-batch_size = 8
-[strategies.svm]
-"""
+SUITE = lite0_suite("cmp", "[strategies.svm]", seeds=(0, 1, 2), train_per_class=12, test_per_class=10)
 
 
 @pytest.fixture(scope="module")

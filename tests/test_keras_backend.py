@@ -13,7 +13,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from conftest import SHARED_DATA, run_inprocess, write_suite  # noqa: E402
+from conftest import SHARED_DATA, lite0_suite, run_inprocess, write_suite  # noqa: E402
 from zoo_bench import HeadSpec, OptimizerSpec  # noqa: E402
 from zoo_bench.plugins import load_plugins  # noqa: E402
 from zoo_bench_keras.backend import KerasBackend  # noqa: E402
@@ -143,24 +143,8 @@ def test_first_epoch_carries_tracing_and_the_median_does_not(backend):
 ])
 def test_every_strategy_runs_on_keras(strategy, params, tmp_path, cache_dir):
     registry = load_plugins()
-    body = f"""
-    [suite]
-    name = "k"
-    [dataset]
-    source = "synthetic"
-    train_per_class = 10
-    test_per_class = 5
-    image_size = 32
-    sizes = [8]
-    [run]
-    backends = ["keras"]
-    backbones = ["efficientnet_lite0"]
-    image_size = 32
-    batch_size = 8
-    [strategies.{strategy}]
-    {params}
-    """
-    store, _ = run_inprocess(write_suite(tmp_path, body.replace("\n    ", "\n")), registry, tmp_path, cache_dir)
+    body = lite0_suite("k", f"[strategies.{strategy}]\n{params}", backend="keras")
+    store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, cache_dir)
     [row] = store.rows()
     assert row["status"] == "ok", row["error"]
     assert row["backend_settings"]["keras_backend"] == "tensorflow"

@@ -4,29 +4,12 @@ import html
 import pytest
 from PIL import Image
 
-from conftest import run_inprocess, write_suite
+from conftest import lite0_suite, run_inprocess, write_suite
 from zoo_bench.cli import main
 from zoo_bench.plugins import load_plugins
 
-SUITE = """
-[suite]
-name = "plots"
-seeds = [0, 1]
-[dataset]
-source = "synthetic"
-train_per_class = 12
-test_per_class = 6
-image_size = 32
-sizes = [4, 8]
-[run]
-backends = ["torch"]
-backbones = ["efficientnet_lite0"]
-image_size = 32
-batch_size = 8
-[strategies.svm]
-[strategies.last_layer]
-epochs = 2
-"""
+SUITE = lite0_suite("plots", "[strategies.svm]\n[strategies.last_layer]\nepochs = 2", seeds=(0, 1),
+                    train_per_class=12, test_per_class=6, sizes=(4, 8))
 
 
 @pytest.fixture(scope="module")

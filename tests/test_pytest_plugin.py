@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import write_suite
+from conftest import lite0_suite, write_suite
 from zoo_bench.pytest_plugin import EpochClock, benchmark_durations
 
 pytest.importorskip("pytest_benchmark")
@@ -26,24 +26,7 @@ def test_durations_skip_the_first_epoch():
 
 
 def test_suite_trials_run_as_benchmarks(tmp_path):
-    suite = write_suite(tmp_path, """
-        [suite]
-        name = "pt"
-        [dataset]
-        source = "synthetic"
-        train_per_class = 10
-        test_per_class = 5
-        image_size = 32
-        sizes = [8]
-        [run]
-        backends = ["torch"]
-        backbones = ["efficientnet_lite0"]
-        image_size = 32
-        batch_size = 8
-        [strategies.svm]
-        [strategies.last_layer]
-        epochs = 4
-        """.replace("\n        ", "\n"))
+    suite = write_suite(tmp_path, lite0_suite("pt", "[strategies.svm]\n[strategies.last_layer]\nepochs = 4"))
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--zoo-suite", str(suite),
                            "--zoo-results-dir", str(tmp_path / "res"), "--zoo-run-id", "r", "--benchmark-json", str(out)],

@@ -169,22 +169,19 @@ def _isolation(args: argparse.Namespace, suite: Suite, registry: Registry, backe
                listing, store: RunStore, reporter):
     """Worker processes for trials when asked, or by default where a GPU is used."""
     from .backend import Backend
-    from .isolation import IsolatedTrials, WorkerSetup
+    from .isolation import IsolatedTrials
 
     on_gpu = any(isinstance(b, Backend) and b.device().kind != "cpu" for b in backends.values())
     if args.isolation == "off" or (args.isolation == "auto" and not on_gpu):
         return None
-    extra = tuple(p.module for p in registry.plugins if p.distribution == "(in-process)")
-    setup = WorkerSetup(suite_path=suite.path, profile=None, raw=suite.raw, options=options, listing=listing,
-                        run_dir=store.run_dir, extra_plugins=extra)
     report.message("trials run isolated in worker processes (one per backbone; --isolation off to change)")
-    return IsolatedTrials(setup, reporter)
+    return IsolatedTrials.for_run(suite, registry, options, listing, store.run_dir, reporter)
 
 
 def _finish(store: RunStore, trials: list, title: str):
     """Write the table file and print the tables of this run's trials; return (table path, rows)."""
-    table_path = store.write_table()
     df = load_run(store.run_dir)
+    table_path = store.write_table(df)
     df = df[df["trial_id"].isin({t.id for t in trials})]
     if not df.empty:
         report.print_tables(df, title=title)

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib
 import multiprocessing as mp
+import os
 import signal
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from typing import Any
 from .dataset import Listing
 from .errors import TrialCrashedError
 from .grid import Trial
+from .plugins import IN_PROCESS
 from .results import now_iso
 
 POLL_S = 0.2
@@ -83,9 +86,6 @@ def _worker_main(setup: WorkerSetup, conn) -> None:
 
 def _exit_with_parent() -> None:
     """Stop this worker when its parent dies (a killed parent cannot stop it), not after the trial."""
-    import os
-    import threading
-
     parent = os.getppid()
 
     def watch() -> None:
@@ -119,6 +119,13 @@ class IsolatedTrials:
         self.conn: Any = None
         self.key: tuple[str, str] | None = None
         self.setup_errors: dict[tuple[str, str], str] = {}
+
+    @classmethod
+    def for_run(cls, suite: Any, registry: Any, options: Any, listing: Listing, run_dir: Path,
+                reporter: Any) -> "IsolatedTrials":
+        """Workers that rebuild this suite (profile already merged) and the in-process plugins."""
+        extra = tuple(p.module for p in registry.plugins if p.distribution == IN_PROCESS)
+        return cls(WorkerSetup(suite.path, None, suite.raw, options, listing, run_dir, extra), reporter)
 
     def _start(self, key: tuple[str, str]) -> None:
         self.close()

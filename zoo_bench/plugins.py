@@ -37,6 +37,7 @@ from .strategy import Strategy
 GROUP = hookspecs.PROJECT
 FIRST_PARTY = {"zoo_bench_torch", "zoo_bench_strategies", "zoo_bench_datasets", "zoo_bench_keras"}
 DISABLE_AUTOLOAD_ENV = "ZOO_BENCH_DISABLE_PLUGIN_AUTOLOAD"
+IN_PROCESS = "(in-process)"  # the distribution of modules passed to load_plugins(extra=...)
 HOOKS = tuple(sorted(n for n, f in vars(hookspecs).items() if getattr(f, f"{GROUP}_spec", None) is not None))
 HOOK_PREFIX = os.path.commonprefix(list(HOOKS))  # unmarked functions named like this are meant as hooks
 IMPL_MARKER = f"{GROUP}_impl"  # the attribute pluggy's HookimplMarker puts on a hook function
@@ -167,7 +168,7 @@ def load_plugins(extra: list[Any] | None = None) -> Registry:
             modules.append((info, module))
     for module in extra or []:
         name = getattr(module, "__name__", repr(module))
-        info = PluginInfo(name=name, module=name, distribution="(in-process)", version="")
+        info = PluginInfo(name=name, module=name, distribution=IN_PROCESS, version="")
         loaded = _load(registry, info, lambda: module)
         if loaded is not None:
             modules.append((info, loaded))

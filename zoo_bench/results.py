@@ -108,7 +108,6 @@ class RunStore:
     def append(self, row: dict[str, Any]) -> None:
         """Append one trial row and make it durable before returning (Ctrl-C waits for it)."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.heal()
         data = (json.dumps(_plain(row), default=_json_default, allow_nan=False) + "\n").encode()
         with _sigint_deferred(), open(self.jsonl, "ab") as fh:
             fh.write(data)
@@ -141,10 +140,12 @@ class RunStore:
         path = self.run_dir / "run.json"
         return json.loads(path.read_text()) if path.exists() else {}
 
-    def write_table(self) -> Path:
-        """``trials.parquet`` (``trials.csv`` where pyarrow is missing); params as a JSON string."""
-        df = to_dataframe(self.rows())
-        flat = df.copy()
+    def write_table(self, df: pd.DataFrame | None = None) -> Path:
+        """``trials.parquet`` (``trials.csv`` where pyarrow is missing); params as a JSON string.
+
+        ``df``: the run's rows already loaded (:func:`load_run`), to read the file once.
+        """
+        flat = (to_dataframe(self.rows()) if df is None else df).copy()
         flat["params"] = flat["params"].map(lambda p: json.dumps(p, sort_keys=True))
         try:
             path = self.run_dir / "trials.parquet"

@@ -218,6 +218,7 @@ class Runner:
 
     def run(self, trials: list[Trial]) -> list[dict[str, Any]]:
         """Run the trials not yet finished; return the rows written now."""
+        self.store.heal()  # a line cut by an earlier kill; rows of this process are written whole
         done = self.store.finished_ids()
         todo = [t for t in trials if t.id not in done]
         self.reporter.start(len(trials), len(trials) - len(todo))
@@ -262,7 +263,6 @@ class Runner:
         batch_size, floor = self.suite.batch_size, self.suite.min_batch_size
         backend = self.backends[trial.backend]
         while True:
-            out_of_memory = False
             try:
                 fields = self._execute(trial, batch_size)
                 fields["batch_size"] = batch_size
@@ -270,16 +270,16 @@ class Runner:
             except Exception as exc:
                 if not (isinstance(backend, Backend) and backend.is_out_of_memory(exc)):
                     raise
-                out_of_memory, cause = True, one_line(exc)  # handled below, once the attempt's frames are freed
-            if out_of_memory:
-                backend.release_memory()
-                gc.collect()
-                backend.release_memory()
-                if batch_size // 2 < max(floor, 1):
-                    raise ZooBenchError(f"out of memory at batch size {batch_size} "
-                                        f"(floor {floor}: run.min_batch_size): {cause}")
-                batch_size //= 2
-                note(self.reporter, trial, f"out of memory: retrying with batch size {batch_size}")
+                cause = one_line(exc)
+            # out of memory; outside the except block, so the failed attempt's frames are freed first
+            backend.release_memory()
+            gc.collect()
+            backend.release_memory()
+            if batch_size // 2 < max(floor, 1):
+                raise ZooBenchError(f"out of memory at batch size {batch_size} "
+                                    f"(floor {floor}: run.min_batch_size): {cause}")
+            batch_size //= 2
+            note(self.reporter, trial, f"out of memory: retrying with batch size {batch_size}")
 
     def _log_skipped(self, *batches: Any) -> None:
         """Keep the unreadable images in the run folder, each once, with why: ``path<TAB>reason``."""
