@@ -148,15 +148,10 @@ class RunStore:
         flat = (to_dataframe(self.rows()) if df is None else df).copy()
         flat["params"] = flat["params"].map(lambda p: json.dumps(p, sort_keys=True))
         try:
-            path = self.run_dir / "trials.parquet"
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            flat.to_parquet(tmp, index=False)
+            path, data = self.run_dir / "trials.parquet", flat.to_parquet(index=False)
         except ImportError:
-            path = self.run_dir / "trials.csv"
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            flat.to_csv(tmp, index=False)
-        _fsync_path(tmp)
-        os.replace(tmp, path)
+            path, data = self.run_dir / "trials.csv", flat.to_csv(index=False).encode()
+        atomic_write(path, data)
         return path
 
 
@@ -194,11 +189,6 @@ def atomic_write(path: Path, data: bytes) -> None:
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, path)
-
-
-def _fsync_path(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
 
 
 @contextlib.contextmanager
