@@ -117,7 +117,7 @@ def run_inprocess(suite_path: Path, registry, tmp_path: Path, cache_dir: Path, r
     store = RunStore(tmp_path / "results" / suite.name / run_id)
     reporter = QuietReporter()
     backends = make_backends(suite, registry, options)
-    store.write_meta(run_metadata(suite, run_id, backends, len(expand(suite))))
+    store.write_meta(run_metadata(suite, run_id, backends, len(expand(suite)), listing.classes))
     isolation = None
     if isolated:
         from zoo_bench.isolation import IsolatedTrials

@@ -13,8 +13,10 @@ def test_grid_is_the_product_with_sweeps(tmp_path, registry):
     assert len(set(ids)) == len(ids)
     assert "torch/mini_cnn/svm[C=0.1]/n=4/seed=1" in ids
     fpt = [t for t in trials if t.strategy == "fpt"][0]
-    assert fpt.id.startswith("torch/mini_cnn/fpt[augment=true,dropout=0.5,finetune_epochs=3,finetune_lr=0.0001,"
-                             "head_epochs=2,head_lr=0.001,hidden=[256],momentum=0.9]/n=4/seed=0")
+    assert fpt.id == ("torch/mini_cnn/fpt[augment=flip,dropout=0.5,finetune_epochs=3,finetune_lr=0.0001,"
+                      "finetune_momentum=0.9,finetune_optimizer=sgd,finetune_weight_decay=0.0,head_epochs=2,"
+                      "head_lr=0.001,head_momentum=0.9,head_optimizer=adam,head_weight_decay=0.0,hidden=[256],"
+                      "patience=0,restore_best=false]/n=4/seed=0")
 
 
 def test_ids_are_canonical_whatever_the_key_order():

@@ -102,9 +102,9 @@ def test_diverged_epoch_counts_the_head_phase_too(tmp_path, registry, cache_dir,
     body = TINY_SUITE + """
 [strategies.last_n]
 head_epochs = 2
-epochs = 2
-optimizer = "sgd"
-lr = 1e30
+finetune_epochs = 2
+finetune_optimizer = "sgd"
+finetune_lr = 1e30
 """
     store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, cache_dir)
     [row] = store.rows()

@@ -138,7 +138,7 @@ def test_first_epoch_carries_tracing_and_the_median_does_not(backend):
 
 
 @pytest.mark.parametrize("strategy, params", [
-    ("svm", ""), ("last_layer", "epochs = 2"), ("last_n", "n = 2\nhead_epochs = 1\nepochs = 1"),
+    ("svm", ""), ("last_layer", "epochs = 2"), ("last_n", "n = 2\nhead_epochs = 1\nfinetune_epochs = 1"),
     ("fpt", "head_epochs = 1\nfinetune_epochs = 1"), ("full", "epochs = 1"), ("scratch", "epochs = 1"),
 ])
 def test_every_strategy_runs_on_keras(strategy, params, tmp_path, cache_dir):

@@ -10,7 +10,7 @@ from zoo_bench.backend import OptimizerSpec
 STRATEGIES = {
     "svm": "",
     "last_layer": "epochs = 3",
-    "last_n": "n = 1\nhead_epochs = 2\nepochs = 2",
+    "last_n": "n = 1\nhead_epochs = 2\nfinetune_epochs = 2",
     "fpt": "head_epochs = 2\nfinetune_epochs = 2",
     "full": "epochs = 2",
     "scratch": "epochs = 2",

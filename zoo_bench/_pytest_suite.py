@@ -50,7 +50,7 @@ def zoo_runner(pytestconfig):
     run_id = pytestconfig.getoption("--zoo-run-id") or new_run_id()
     store = RunStore(Path(pytestconfig.getoption("--zoo-results-dir")) / suite.name / run_id)
     backends = make_backends(suite, registry, options)
-    store.write_meta(run_metadata(suite, run_id, backends, len(expand(suite))))
+    store.write_meta(run_metadata(suite, run_id, backends, len(expand(suite)), listing.classes))
     runner = Runner(suite, registry, store, listing, backends, options, _Quiet())
     yield runner
     store.write_table()

@@ -87,6 +87,50 @@ class EpochStats:
     images: int
     train_loss: float
     val_accuracy: float | None = None
+    val_loss: float | None = None
+    lr: float | None = None
+    stage: str = "train"  # the strategy's phase: "head", "finetune" or "train"
+
+
+@dataclass
+class Monitor:
+    """Validation bookkeeping across the fits of one trial: best epoch, patience, restore-best.
+
+    The score is validation accuracy, ties broken by the lower validation loss, then the earlier epoch.
+    Epochs are counted across fits (phases) from 1; patience counts within a phase, so a head phase
+    that stalls still leaves the fine-tuning phase its epochs. A backend's ``fit`` calls
+    :meth:`start_phase` once, :meth:`update` after each epoch, and keeps a copy of the weights when
+    ``update`` says the epoch is the best so far and ``restore_best`` is set.
+    """
+
+    restore_best: bool = False
+    patience: int = 0
+    best_epoch: int | None = None
+    best_accuracy: float | None = None
+    best_loss: float | None = None
+    epochs_done: int = 0
+    _stale: int = 0
+
+    def start_phase(self) -> bool:
+        """Begin a fit; True when an earlier phase holds the best weights (copy the starting weights)."""
+        self._stale = 0
+        return self.restore_best and self.best_epoch is not None
+
+    def update(self, val_accuracy: float | None, val_loss: float | None) -> tuple[bool, bool]:
+        """Record an epoch's validation scores; return (best so far, stop this phase now)."""
+        self.epochs_done += 1
+        if val_accuracy is None:  # nothing held out: neither best nor early stopping applies
+            return False, False
+        loss = val_loss if val_loss is not None and math.isfinite(val_loss) else math.inf
+        best_loss = self.best_loss if self.best_loss is not None else math.inf
+        better = self.best_accuracy is None or val_accuracy > self.best_accuracy or (
+            val_accuracy == self.best_accuracy and loss < best_loss)
+        if better:
+            self.best_epoch, self.best_accuracy, self.best_loss = self.epochs_done, val_accuracy, val_loss
+            self._stale = 0
+        else:
+            self._stale += 1
+        return better, bool(self.patience) and self._stale >= self.patience
 
 
 EpochCallback = Callable[[int, int, EpochStats], None]
@@ -198,8 +242,15 @@ class Backend(ABC):
         val: tuple[np.ndarray, np.ndarray] | None = None,
         augment: bool = False,
         on_epoch: EpochCallback | None = None,
+        monitor: Monitor | None = None,
     ) -> list[EpochStats]:
-        """Train ``model`` (a head on features, or a classifier on uint8 images); one stat per epoch."""
+        """Train ``model`` (a head on features, or a classifier on uint8 images); one stat per epoch.
+
+        With validation data, each epoch records validation accuracy and loss. With a ``monitor``,
+        the fit reports each epoch to it, stops when it says so and, with ``restore_best``, ends
+        with the weights of the best epoch so far (of this fit, or the starting weights when an
+        earlier phase was better).
+        """
 
     @abstractmethod
     def recalibrate_batchnorm(self, model: Any, x: np.ndarray, batch_size: int) -> None:
@@ -212,6 +263,13 @@ class Backend(ABC):
     @abstractmethod
     def predict(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
         """Predicted class indices, int64 (N,)."""
+
+    def logits(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """Class scores before softmax, float32 (N, C): for losses, confusion and saved predictions.
+
+        Optional for third-party backends; without it a row has no test or validation loss.
+        """
+        raise NotImplementedError
 
     @abstractmethod
     def count_params(self, model: Any) -> tuple[int, int]:

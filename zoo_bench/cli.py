@@ -211,7 +211,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name, backend in backends.items():
         if isinstance(backend, Exception):
             report.error(f"backend {name}: {backend}")
-    store.write_meta(run_metadata(suite, run_id, backends, len(trials)))
+    store.write_meta(run_metadata(suite, run_id, backends, len(trials), listing.classes))
     report.message(f"run {run_id}: {len(trials)} trials -> {store.run_dir}")
     reporter = report.RichReporter(enabled=not args.no_progress)
     isolation = _isolation(args, suite, registry, backends, options, listing, store, reporter)

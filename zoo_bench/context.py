@@ -71,7 +71,7 @@ class TrialContext:
     seed: int
     train: Batch
     val: Batch
-    test: Batch
+    test: Batch  # its labels are withheld (all -1): they score the trial and nothing else
     feature_cache: FeatureCache
     on_epoch: EpochCallback | None = None
     feature_time_s: float = 0.0
@@ -86,6 +86,16 @@ class TrialContext:
                                                      self.part(name), self.batch_size)
         self.feature_time_s += seconds
         return feats
+
+    def predict(self, model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Predicted classes and class scores (logits) of a model; scores are None where the backend has none."""
+        try:
+            scores = self.backend.logits(model, x, self.batch_size)
+        except NotImplementedError:
+            return self.backend.predict(model, x, self.batch_size), None
+        if not len(scores):
+            return np.zeros(0, np.int64), np.zeros((0, self.num_classes), np.float32)
+        return scores.argmax(axis=1).astype(np.int64), scores
 
     def new_base(self, pretrained: bool) -> Any:
         """A fresh base whose weights the strategy may change."""

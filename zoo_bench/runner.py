@@ -1,6 +1,7 @@
 """Runs trials: data, backbone and strategy per trial; one durable result row each; resume by id."""
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import platform
@@ -24,7 +25,9 @@ from .grid import Trial
 from .images import ImageCache
 from .memory import PeakRSS
 from .plugins import Registry
-from .results import RunStore, now_iso
+from .metrics import scores_of
+from .results import RunStore, atomic_write, now_iso
+from .strategy import Outcome
 from .suite import Suite
 
 
@@ -120,8 +123,9 @@ def _pkg_version(name: str) -> str | None:
         return None
 
 
-def run_metadata(suite: Suite, run_id: str, backends: dict[str, Backend | Exception], trials: int) -> dict[str, Any]:
-    """What run.json records: the suite as run, versions, devices, machine, commit, start time."""
+def run_metadata(suite: Suite, run_id: str, backends: dict[str, Backend | Exception], trials: int,
+                 classes: list[str] | None = None) -> dict[str, Any]:
+    """What run.json records: the suite as run, class order, selection, versions, devices, machine, commit."""
     devices = {}
     for name, backend in backends.items():
         if isinstance(backend, Backend):
@@ -132,13 +136,22 @@ def run_metadata(suite: Suite, run_id: str, backends: dict[str, Backend | Except
             devices[name] = {"error": str(backend)}
     return {
         "run_id": run_id, "suite_name": suite.name, "suite_file": str(suite.path), "profile": suite.profile,
-        "suite": suite.raw, "trials": trials, "started_at": now_iso(),
+        "suite": suite.raw, "trials": trials, "started_at": now_iso(), "classes": classes,
+        "selection": selection_meta(suite),
         "versions": {"python": platform.python_version(), "zoo-bench": __version__,
                      **{p: _pkg_version(p) for p in ("torch", "torchvision", "tensorflow", "keras", "scikit-learn",
                                                      "numpy")}},
         "devices": devices, "cpu_count": os.cpu_count(), "platform": platform.platform(),
         "git_commit": git_commit(Path(__file__).resolve().parent.parent), "argv": sys.argv,
     }
+
+
+def selection_meta(suite: Suite) -> dict[str, Any] | None:
+    """How tuned tables pick a configuration: the metric and the parameters tuned per strategy."""
+    if suite.select_metric is None:
+        return None
+    return {"metric": suite.select_metric, "tuned": {k: list(v) for k, v in suite.tuned.items()},
+            "defaults": suite.tuned_defaults}
 
 
 def make_backends(suite: Suite, registry: Registry, options: RunOptions) -> dict[str, Backend | Exception]:
@@ -311,9 +324,10 @@ class Runner:
             raise DataError(f"{trial.id}: after skipping unreadable images a class has no training image")
         strategy = self.registry.strategies[trial.strategy]()
         backend.seed(trial.seed)
+        hidden_test = dataclasses.replace(test, labels=np.full(len(test.labels), -1, np.int64))
         ctx = TrialContext(backend=backend, spec=spec, image_size=image_size, batch_size=batch_size,
-                           num_classes=len(self.listing.classes), seed=trial.seed, train=train, val=val, test=test,
-                           feature_cache=self.features, on_epoch=self.reporter.epoch)
+                           num_classes=len(self.listing.classes), seed=trial.seed, train=train, val=val,
+                           test=hidden_test, feature_cache=self.features, on_epoch=self.reporter.epoch)
         backend.reset_peak_memory()
         with PeakRSS() as rss:
             outcome = strategy.run(ctx, trial.param_dict)
@@ -322,10 +336,10 @@ class Runner:
         fields = summarise_epochs(outcome.epochs)
         if outcome.train_time_s is not None:
             fields["train_time_s"] = outcome.train_time_s
+        fields.update(score_fields(outcome, test.labels, val.labels, len(self.listing.classes)))
+        fields["predictions_file"] = write_predictions(self.store.run_dir, trial, test, outcome,
+                                                       len(self.listing.classes))
         return {
-            "test_accuracy": float(np.mean(outcome.test_pred == test.labels)),
-            "val_accuracy": (float(np.mean(outcome.val_pred == val.labels))
-                             if outcome.val_pred is not None and len(val.labels) else None),
             **fields,
             "feature_time_s": ctx.feature_time_s,
             "peak_memory_mb": gpu_peak if gpu_peak is not None else rss.peak_mb,
@@ -336,3 +350,68 @@ class Runner:
             "image_size": image_size, "device": device.kind, "device_name": device.name,
             "precision": device.precision, "backend_settings": device.settings,
         }
+
+
+MAX_CLASSES_IN_ROW = 20  # a confusion matrix of more classes goes to the trial's side file only
+
+
+def history(epochs: list[EpochStats]) -> list[dict[str, Any]]:
+    """The per-epoch record of a row: phase, seconds, losses, validation accuracy, learning rate."""
+    return [{"epoch": i, "phase": e.stage, "input": e.phase, "seconds": e.seconds, "train_loss": e.train_loss,
+             "val_loss": e.val_loss, "val_accuracy": e.val_accuracy, "lr": e.lr}
+            for i, e in enumerate(epochs, start=1)]
+
+
+def score_fields(outcome: Outcome, test_labels: np.ndarray, val_labels: np.ndarray, num_classes: int
+                 ) -> dict[str, Any]:
+    """The row's scores: test (the reported number) and validation (what selection may use)."""
+    logits = outcome.scores_are_logits
+    test = scores_of(outcome.test_pred, test_labels, num_classes, outcome.test_scores if logits else None)
+    fits = num_classes <= MAX_CLASSES_IN_ROW
+    out: dict[str, Any] = {
+        "test_accuracy": test["accuracy"], "test_loss": test["loss"],
+        "test_balanced_accuracy": test["balanced_accuracy"], "test_macro_f1": test["macro_f1"],
+        "confusion": test["confusion"] if fits else None,
+        "per_class_accuracy": test["per_class_accuracy"] if fits else None,
+        "val_accuracy": None, "val_loss": None, "val_balanced_accuracy": None,
+        "best_epoch": outcome.best_epoch, "history": history(outcome.epochs),
+    }
+    if outcome.val_pred is not None and len(val_labels):
+        val = scores_of(outcome.val_pred, val_labels, num_classes, outcome.val_scores if logits else None)
+        out.update(val_accuracy=val["accuracy"], val_loss=val["loss"], val_balanced_accuracy=val["balanced_accuracy"])
+    return out
+
+
+def predictions_name(trial: Trial) -> str:
+    """A file name for a trial's side files: readable start, hash for uniqueness (ids hold '/', '[', '=')."""
+    import hashlib
+    import re
+
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{trial.backbone}-{trial.strategy}-n{trial.size}-s{trial.seed}")
+    return f"{readable[:80]}-{hashlib.blake2b(trial.id.encode(), digest_size=6).hexdigest()}"
+
+
+def write_predictions(run_dir: Path, trial: Trial, test: Any, outcome: Outcome, num_classes: int) -> str:
+    """Per-image test predictions (image, label, prediction, class scores) as Parquet; the row keeps the path.
+
+    With many classes, the confusion matrix and per-class accuracy go beside it as JSON.
+    """
+    import json
+
+    import pandas as pd
+
+    folder = run_dir / "predictions"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = predictions_name(trial)
+    frame = pd.DataFrame({"image": list(test.paths), "label": test.labels.astype(np.int64),
+                          "pred": np.asarray(outcome.test_pred, np.int64)})
+    if outcome.test_scores is not None:
+        frame["scores"] = list(np.asarray(outcome.test_scores, np.float32))
+    atomic_write(folder / f"{name}.parquet", frame.to_parquet(index=False))
+    if num_classes > MAX_CLASSES_IN_ROW:
+        from .metrics import scores_of as _scores
+
+        detail = _scores(outcome.test_pred, test.labels, num_classes, None)
+        atomic_write(folder / f"{name}.json", json.dumps({"trial_id": trial.id, "confusion": detail["confusion"],
+                                                          "per_class_accuracy": detail["per_class_accuracy"]}).encode())
+    return f"predictions/{name}.parquet"

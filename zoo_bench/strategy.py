@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from .backend import EpochStats
+from .params import Param, param_specs
 
 if TYPE_CHECKING:
     from .context import TrialContext
@@ -26,6 +27,10 @@ class Outcome:
     trainable_params: int = 0
     total_params: int = 0
     train_time_s: float | None = None  # for strategies without epochs (svm): seconds to fit
+    test_scores: np.ndarray | None = None  # class scores (logits; the SVM's decision values), (N, C)
+    val_scores: np.ndarray | None = None
+    best_epoch: int | None = None  # 1-based, across phases: the best validation epoch
+    scores_are_logits: bool = True  # False (an SVM's margins): no cross-entropy loss is computed from them
 
 
 class Strategy(ABC):
@@ -33,16 +38,27 @@ class Strategy(ABC):
 
     Class attributes:
         name: the suite name (``[strategies.NAME]``).
-        params: parameter names and their defaults; the default's type is the parameter's type.
-            A suite that gives a list where the default is a scalar sweeps the parameter.
+        params: parameter names and their defaults (plain values, or :class:`zoo_bench.params.Param`
+            with ranges or choices); the default's type is the parameter's type. A suite that gives a
+            list where the default is a scalar sweeps the parameter.
+        search_space: the values ``[select] search = "default"`` tries for each tuned parameter.
+        renamed_params: old parameter name -> today's, so rows and baselines written with the old
+            name still match (a suite using an old name is told the new one).
         pretrained: whether the base starts from pretrained weights.
         description: one line for ``zoo-bench plugins``.
     """
 
     name: ClassVar[str]
     params: ClassVar[dict[str, Any]] = {}
+    search_space: ClassVar[dict[str, list[Any]]] = {}
+    renamed_params: ClassVar[dict[str, str]] = {}
     pretrained: ClassVar[bool] = True
     description: ClassVar[str] = ""
+
+    @classmethod
+    def param_specs(cls) -> dict[str, "Param"]:
+        """Every parameter as a :class:`~zoo_bench.params.Param` (plain defaults accept any value of their type)."""
+        return param_specs(cls.params)
 
     @abstractmethod
     def run(self, ctx: "TrialContext", params: dict[str, Any]) -> Outcome:

@@ -35,13 +35,16 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "download": (False, "bool"),
     },
     "compare": {"fail": ([], "list[str]")},
+    "select": {"metric": ("val_accuracy", "str"), "search": ("none", "str"), "tune": ([], "list[str]")},
     "run": {
         "backends": (REQUIRED, "list[str]"), "backbones": (REQUIRED, "list[str]"),
         "batch_size": (32, "int"), "min_batch_size": (2, "int"), "image_size": (0, "int"), "precision": ("auto", "str"),
         "device": ("auto", "str"),
     },
 }
-TOP_LEVEL = ("suite", "dataset", "run", "compare", "strategies", "profiles")
+TOP_LEVEL = ("suite", "dataset", "run", "compare", "select", "strategies", "profiles")
+SELECT_METRICS = ("val_accuracy", "val_loss", "val_balanced_accuracy")
+SEARCHES = ("none", "default")
 PATH_KEYS = ("dataset.path", "dataset.train", "dataset.test")  # strings that become file names
 
 Bad = Callable[[str, str], None]
@@ -65,6 +68,9 @@ class Suite:
     strategies: dict[str, dict[str, list[Any]]]
     strategy_backbones: dict[str, tuple[str, ...]] = field(default_factory=dict)
     min_batch_size: int = 2  # out-of-memory retries halve the batch size down to this
+    select_metric: str | None = None  # model selection on validation when set ([select])
+    tuned: dict[str, tuple[str, ...]] = field(default_factory=dict)  # strategy -> parameters selected over
+    tuned_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> their default values
     profile: str | None = None
     profiles: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict)
@@ -237,7 +243,8 @@ def parse_suite(
     run, ds, meta = values["run"], values["dataset"], values["suite"]
     _check_names(run, ds, registry, bad)
     _check_ranges(run, ds, meta, bad)
-    strategies, strategy_backbones = _check_strategies(data.get("strategies", {}), registry, run, bad)
+    strategies, strategy_backbones, given = _check_strategies(data.get("strategies", {}), registry, run, bad)
+    tuned = _check_select(values["select"], "select" in data, strategies, given, registry, bad)
     for i, text in enumerate(values["compare"].get("fail", [])):
         from .compare import Gate
 
@@ -252,6 +259,9 @@ def parse_suite(
         backends=tuple(run["backends"]), backbones=tuple(run["backbones"]), batch_size=run["batch_size"],
         image_size=run["image_size"] or None, precision=run["precision"], device=run["device"],
         strategies=strategies, strategy_backbones=strategy_backbones, min_batch_size=run["min_batch_size"],
+        select_metric=values["select"]["metric"] if "select" in data else None, tuned=tuned,
+        tuned_defaults={name: {k: registry.strategies[name].param_specs()[k].default for k in keys}
+                        for name, keys in tuned.items()},
         profile=profile,
         profiles=tuple(declared_profiles), raw=data,
     )
@@ -348,17 +358,18 @@ def _check_strings(ds: dict, meta: dict, bad: Bad) -> None:
 
 
 def _check_strategies(section: Any, registry: Registry, run: dict, bad: Bad
-                      ) -> tuple[dict[str, dict[str, list[Any]]], dict[str, tuple[str, ...]]]:
-    """Each strategy's sweep values, and the backbones a strategy is restricted to."""
+                      ) -> tuple[dict[str, dict[str, list[Any]]], dict[str, tuple[str, ...]], dict[str, set[str]]]:
+    """Each strategy's sweep values, the backbones a strategy is restricted to, and the keys the suite gave."""
     out: dict[str, dict[str, list[Any]]] = {}
     only: dict[str, tuple[str, ...]] = {}
+    given: dict[str, set[str]] = {}
     allowed = _allowed(list(registry.strategies))
     if not isinstance(section, dict):
         bad("strategies", f"must be a table of [strategies.NAME] tables, got {show(section)} (allowed: {allowed})")
-        return out, only
+        return out, only, given
     if not section:
         bad("strategies", f"name at least one strategy table (allowed: {allowed})")
-        return out, only
+        return out, only, given
     for name, params in section.items():
         cls = registry.strategies.get(name)
         if cls is None:
@@ -372,8 +383,44 @@ def _check_strategies(section: Any, registry: Registry, run: dict, bad: Bad
             backbones = _check_strategy_backbones(name, params.pop("backbones"), run, bad)
             if backbones:
                 only[name] = backbones
-        out[name] = _check_params(name, params, cls.params, bad)
-    return out, only
+        out[name] = _check_params(name, params, cls, bad)
+        given[name] = set(params)
+    return out, only, given
+
+
+def _check_select(select: dict, present: bool, strategies: dict[str, dict[str, list[Any]]],
+                  given: dict[str, set[str]], registry: Registry, bad: Bad) -> dict[str, tuple[str, ...]]:
+    """The parameters each strategy is tuned over; ``search = "default"`` adds the strategy's search space.
+
+    A default search space fills only parameters the suite did not set: a suite that lists values
+    (to cap a costly search) keeps its own.
+    """
+    if not present:
+        return {}
+    if select.get("metric") not in SELECT_METRICS:
+        bad("select.metric", f"unknown metric {select.get('metric')!r} (allowed: {', '.join(SELECT_METRICS)})")
+    if select.get("search") not in SEARCHES:
+        bad("select.search", f"unknown search {select.get('search')!r} (allowed: {', '.join(SEARCHES)})")
+    tune = select.get("tune", [])
+    known = {k for name in strategies for k in registry.strategies[name].param_specs()}
+    for i, key in enumerate(tune):
+        if key not in known:
+            bad(f"select.tune[{i}]", f"{key!r} is not a parameter of the suite's strategies "
+                f"(allowed: {_allowed(sorted(known))})")
+    if len(set(tune)) != len(tune):
+        bad("select.tune", "has duplicates")
+    tuned: dict[str, tuple[str, ...]] = {}
+    for name, sweeps in strategies.items():
+        cls = registry.strategies[name]
+        keys = [k for k in tune if k in sweeps]
+        if select.get("search") == "default":
+            for key, values in cls.search_space.items():
+                if key in sweeps and key not in given.get(name, set()):
+                    sweeps[key] = list(values)
+                if key in sweeps and key not in keys:
+                    keys.append(key)
+        tuned[name] = tuple(sorted(keys))
+    return tuned
 
 
 def _check_strategy_backbones(name: str, value: Any, run: dict, bad: Bad) -> tuple[str, ...]:
@@ -388,24 +435,37 @@ def _check_strategy_backbones(name: str, value: Any, run: dict, bad: Bad) -> tup
     return tuple(value)
 
 
-def _check_params(name: str, params: dict[str, Any], defaults: dict[str, Any], bad: Bad) -> dict[str, list[Any]]:
-    """One strategy's parameters as sweep points; defaults for the ones not given."""
+def _check_params(name: str, params: dict[str, Any], cls: Any, bad: Bad) -> dict[str, list[Any]]:
+    """One strategy's parameters as sweep points, checked against its declared schema; defaults filled in."""
+    specs = cls.param_specs()
+    renamed = getattr(cls, "renamed_params", {}) or {}
     resolved: dict[str, list[Any]] = {}
     for key, value in params.items():
         where = key_path("strategies", name, key)
-        if key not in defaults:
-            bad(where, f"unknown parameter (allowed: {_allowed(list(defaults))})")
+        if key not in specs:
+            hint = f"renamed to {renamed[key]!r}" if key in renamed else f"allowed: {_allowed(list(specs))}"
+            bad(where, f"unknown parameter ({hint})")
             continue
-        points = sweep_values(value, defaults[key])
+        spec = specs[key]
+        if isinstance(value, list) and not isinstance(spec.default, list):
+            value = [spec.canonical(v) for v in value]
+        else:
+            value = spec.canonical(value)
+        points = sweep_values(value, spec.default)
         if points is None:
-            tname = type_name_of(defaults[key])
-            bad(where, f"must be {tname} or a list of them to sweep, got {show(value)}")
+            tname = type_name_of(spec.default)
+            extra = f" ({spec.allowed()})" if spec.choices else ""
+            bad(where, f"must be {tname}{extra} or a list of them to sweep, got {show(value)}")
         elif not _finite(points):
             bad(where, f"must be a finite number, got {value!r}")
         elif _has_duplicates(points):
             bad(where, f"sweeps a value twice, which would repeat trials: {value!r}")
         else:
-            resolved[key] = points
-    for key, default in defaults.items():
-        resolved.setdefault(key, [copy.deepcopy(default)])
+            problems = [p for p in (spec.problem(v) for v in points) if p]
+            if problems:
+                bad(where, problems[0])
+            else:
+                resolved[key] = points
+    for key, spec in specs.items():
+        resolved.setdefault(key, [copy.deepcopy(spec.default)])
     return resolved

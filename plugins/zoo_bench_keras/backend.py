@@ -210,7 +210,8 @@ class KerasBackend(Backend):
             return opt.RMSprop(learning_rate=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay or None)
         raise ValueError(f"unknown optimizer {spec.name!r} (allowed: adam, sgd, rmsprop)")
 
-    def fit(self, model, x, y, *, epochs, optimizer, batch_size, val=None, augment=False, on_epoch=None):
+    def fit(self, model, x, y, *, epochs, optimizer, batch_size, val=None, augment=False, on_epoch=None,
+            monitor=None):
         keras = self.keras
         images = x.dtype == np.uint8
         train_model = self._training_model(model, augment and images)
@@ -218,6 +219,7 @@ class KerasBackend(Backend):
                             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         backend = self
         stats: list[EpochStats] = []
+        best = {"weights": train_model.get_weights() if monitor is not None and monitor.start_phase() else None}
 
         class EpochTimer(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
@@ -225,21 +227,36 @@ class KerasBackend(Backend):
 
             def on_epoch_end(self, epoch, logs=None):
                 seconds = time.perf_counter() - self.start
-                val_acc = None
-                if val is not None and len(val[1]):
-                    val_acc = float((backend.predict(model, val[0], batch_size) == val[1]).mean())
+                val_acc, val_loss = backend._evaluate(model, val, batch_size)
                 loss = float((logs or {}).get("loss", float("nan")))
                 check_finite_loss(loss, epoch)
                 record = EpochStats(phase="images" if images else "features", seconds=seconds, images=len(y),
-                                    train_loss=loss, val_accuracy=val_acc)
+                                    train_loss=loss, val_accuracy=val_acc, val_loss=val_loss, lr=optimizer.lr)
                 stats.append(record)
                 if on_epoch is not None:
                     on_epoch(epoch, epochs, record)
+                if monitor is not None:
+                    improved, stop = monitor.update(val_acc, val_loss)
+                    if improved and monitor.restore_best:
+                        best["weights"] = train_model.get_weights()
+                    if stop:
+                        self.model.stop_training = True
 
         x_in = x.astype(np.float32)
         train_model.fit(x_in, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
                         callbacks=[EpochTimer()])
+        if best["weights"] is not None and monitor.best_epoch != monitor.epochs_done:
+            train_model.set_weights(best["weights"])
         return stats
+
+    def _evaluate(self, model: Any, val, batch_size: int) -> tuple[float | None, float | None]:
+        """Validation accuracy and mean cross-entropy, or (None, None) without validation data."""
+        if val is None or not len(val[1]):
+            return None, None
+        from zoo_bench.metrics import cross_entropy
+
+        scores = self.logits(model, val[0], batch_size)
+        return float((scores.argmax(axis=1) == val[1]).mean()), cross_entropy(scores, val[1])
 
     def _inference_model(self, model: Any) -> Any:
         if isinstance(model, KerasClassifier):
@@ -254,12 +271,16 @@ class KerasBackend(Backend):
             return model.base.extra[key]
         return model
 
-    def predict(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    def logits(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
         infer = self._inference_model(model)
         if x.dtype != np.uint8:
             batch_size = max(batch_size, 1024)
-        preds = [np.asarray(infer(b, training=False)).argmax(axis=1) for b in self._batches(x, batch_size)]
-        return np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64)
+        out = [np.asarray(infer(b, training=False), dtype=np.float32) for b in self._batches(x, batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def predict(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+        scores = self.logits(model, x, batch_size)
+        return scores.argmax(axis=1).astype(np.int64) if len(scores) else np.zeros(0, np.int64)
 
     def recalibrate_batchnorm(self, model: Any, x: np.ndarray, batch_size: int) -> None:
         keras = self.keras

@@ -9,39 +9,69 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from zoo_bench import DivergedError, EpochStats, OptimizerSpec, Outcome, Strategy, TrialContext
+from zoo_bench.backend import Monitor
+from zoo_bench.params import EARLY_STOPPING, HEAD_PARAMS, Param, augment, epochs, lr, momentum, optimizer, weight_decay
 
-HEAD = {"hidden": [256], "dropout": 0.5}
+HEAD = HEAD_PARAMS
+
+# Default search spaces for `[select] search = "default"`: decade-spaced grids around the defaults,
+# the way the transfer protocols tune (Kornblith et al. 2019 and ELEVATER: the linear probe's
+# regularisation and the head's learning rate and weight decay on a log grid; VTAB-1k and Kornblith
+# et al.: the fine-tuning learning rate on a log grid, chosen on held-out validation data).
+SVM_C = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
+HEAD_LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+HEAD_WDS = [0.0, 1e-4]
 
 
-def train_head(ctx: TrialContext, p: dict[str, Any], epochs: int, lr: float, optimizer: str,
-               total_epochs: int) -> tuple[Any, list[EpochStats]]:
+def head_optimizer(p: dict[str, Any], prefix: str = "") -> OptimizerSpec:
+    """The optimizer of a head phase (``prefix="head_"``) or of a one-phase strategy."""
+    return OptimizerSpec(p[f"{prefix}optimizer"], p[f"{prefix}lr"], momentum=p[f"{prefix}momentum"],
+                         weight_decay=p[f"{prefix}weight_decay"])
+
+
+def monitor_for(p: dict[str, Any]) -> Monitor:
+    """Best-epoch bookkeeping across the trial's phases (restore_best, patience)."""
+    return Monitor(restore_best=p["restore_best"], patience=p["patience"])
+
+
+def tag(stats: list[EpochStats], stage: str) -> list[EpochStats]:
+    for s in stats:
+        s.stage = stage
+    return stats
+
+
+def train_head(ctx: TrialContext, p: dict[str, Any], epochs: int, opt: OptimizerSpec, total_epochs: int,
+               monitor: Monitor, stage: str) -> tuple[Any, list[EpochStats]]:
     """A new head trained on cached bottleneck features (milliseconds an epoch)."""
     x = ctx.features("train")
     head = ctx.new_head(x.shape[1], p["hidden"], p["dropout"])
     stats = ctx.backend.fit(
-        head, x, ctx.train.labels, epochs=epochs, optimizer=OptimizerSpec(optimizer, lr),
-        batch_size=ctx.batch_size, val=ctx.val_data(features=True), on_epoch=ctx.epoch_callback(0, total_epochs),
+        head, x, ctx.train.labels, epochs=epochs, optimizer=opt, batch_size=ctx.batch_size,
+        val=ctx.val_data(features=True), on_epoch=ctx.epoch_callback(0, total_epochs), monitor=monitor,
     )
-    return head, stats
+    return head, tag(stats, stage)
 
 
 def train_images(ctx: TrialContext, model: Any, epochs: int, optimizer: OptimizerSpec, augment: bool,
-                 offset: int, total_epochs: int) -> list[EpochStats]:
+                 offset: int, total_epochs: int, monitor: Monitor, stage: str) -> list[EpochStats]:
     """Train a whole classifier on pixels."""
     val = ctx.val_data(features=False)
-    return ctx.backend.fit(
+    return tag(ctx.backend.fit(
         model, ctx.train.images, ctx.train.labels, epochs=epochs, optimizer=optimizer,
         batch_size=ctx.batch_size, val=val, augment=augment, on_epoch=ctx.epoch_callback(offset, total_epochs),
-    )
+        monitor=monitor,
+    ), stage)
 
 
 def finetune(ctx: TrialContext, head: Any, last_blocks: int | None, optimizer: OptimizerSpec, epochs: int,
-             augment: bool, head_stats: list[EpochStats]) -> Outcome:
+             augment: bool, head_stats: list[EpochStats], monitor: Monitor) -> Outcome:
     """Put a feature-trained head on a fresh pretrained base and train its last blocks on pixels.
 
     BatchNorm of the pretrained base stays in inference mode (the Keras transfer-learning guide).
@@ -51,11 +81,11 @@ def finetune(ctx: TrialContext, head: Any, last_blocks: int | None, optimizer: O
     trainable, total_params = ctx.backend.count_params(model)
     offset = len(head_stats)
     try:
-        stats = head_stats + train_images(ctx, model, epochs, optimizer, augment, offset, offset + epochs)
+        stats = head_stats + train_images(ctx, model, epochs, optimizer, augment == "flip", offset,
+                                          offset + epochs, monitor, "finetune")
     except DivergedError as exc:  # number the epoch across both phases, as the progress bar does
         raise DivergedError(exc.epoch + offset, exc.loss) from None
-    test, val = predict_images(ctx, model)
-    return Outcome(test, val, stats, trainable, total_params)
+    return predicted(ctx, model, stats, trainable, total_params, monitor)
 
 
 def frozen_base_params(ctx: TrialContext) -> int:
@@ -63,18 +93,24 @@ def frozen_base_params(ctx: TrialContext) -> int:
     return ctx.backend.count_params(ctx.feature_cache.frozen_base(ctx.backend, ctx.spec, ctx.image_size))[1]
 
 
-def predict_images(ctx: TrialContext, model: Any) -> tuple[Any, Any]:
-    """Test and validation predictions of an image classifier."""
-    b = ctx.backend
-    val = b.predict(model, ctx.val.images, ctx.batch_size) if len(ctx.val.labels) else None
-    return b.predict(model, ctx.test.images, ctx.batch_size), val
+def predicted(ctx: TrialContext, model: Any, stats: list[EpochStats], trainable: int, total: int,
+              monitor: Monitor, features: bool = False) -> Outcome:
+    """Test and validation class scores of a trained model (on images, or on cached features)."""
+    def inputs(part: str):
+        return ctx.features(part) if features else ctx.part(part).images
+
+    val_pred, val = ctx.predict(model, inputs("val")) if len(ctx.val.labels) else (None, None)
+    test_pred, test = ctx.predict(model, inputs("test"))
+    return Outcome(test_pred=test_pred, val_pred=val_pred, epochs=stats, trainable_params=trainable, total_params=total,
+                   test_scores=test, val_scores=val, best_epoch=monitor.best_epoch)
 
 
 class Svm(Strategy):
     """Linear SVM (scikit-learn) on standardised, globally pooled features of the frozen base."""
 
     name = "svm"
-    params = {"C": 1.0}
+    params = {"C": Param(1.0, low=0.0, low_open=True, high=1e6, help="inverse regularisation strength")}
+    search_space = {"C": SVM_C}
     description = "linear SVM on pooled bottleneck features of the frozen base"
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
@@ -83,81 +119,115 @@ class Svm(Strategy):
         start = time.perf_counter()
         clf.fit(x, ctx.train.labels)
         fit_s = time.perf_counter() - start
-        val = clf.predict(ctx.features("val")) if len(ctx.val.labels) else None
         svc = clf[-1]
         base_total = frozen_base_params(ctx)
         n_svm = int(svc.coef_.size + svc.intercept_.size)
-        return Outcome(test_pred=clf.predict(ctx.features("test")), val_pred=val,
-                       trainable_params=n_svm, total_params=base_total + n_svm, train_time_s=fit_s)
+
+        def scores(part: str):
+            d = clf.decision_function(ctx.features(part))
+            return np.stack([-d, d], axis=1) if d.ndim == 1 else d  # two classes: one margin, as two scores
+
+        val = scores("val") if len(ctx.val.labels) else None
+        test = scores("test")
+        return Outcome(test_pred=clf.predict(ctx.features("test")),
+                       val_pred=clf.predict(ctx.features("val")) if val is not None else None,
+                       trainable_params=n_svm, total_params=base_total + n_svm, train_time_s=fit_s,
+                       test_scores=test, val_scores=val, scores_are_logits=False)
 
 
 class LastLayer(Strategy):
     """Frozen base, a new head (pooling, hidden layers, dropout) trained on cached features."""
 
     name = "last_layer"
-    params = {"epochs": 20, "lr": 1e-3, "optimizer": "adam", **HEAD}
+    params = {"epochs": epochs(20), "lr": lr(1e-3), "optimizer": optimizer("adam"), "weight_decay": weight_decay(),
+              "momentum": momentum(), **HEAD, **EARLY_STOPPING}
+    search_space = {"lr": HEAD_LRS, "weight_decay": HEAD_WDS}
     description = "frozen base, new classification head"
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
-        head, stats = train_head(ctx, p, p["epochs"], p["lr"], p["optimizer"], p["epochs"])
-        b = ctx.backend
-        val = b.predict(head, ctx.features("val"), ctx.batch_size) if len(ctx.val.labels) else None
-        base_total = frozen_base_params(ctx)
-        trainable, head_total = b.count_params(head)
-        return Outcome(test_pred=b.predict(head, ctx.features("test"), ctx.batch_size), val_pred=val,
-                       epochs=stats, trainable_params=trainable, total_params=base_total + head_total)
+        monitor = monitor_for(p)
+        head, stats = train_head(ctx, p, p["epochs"], head_optimizer(p), p["epochs"], monitor, "train")
+        trainable, head_total = ctx.backend.count_params(head)
+        return predicted(ctx, head, stats, trainable, frozen_base_params(ctx) + head_total, monitor, features=True)
+
+
+def two_phase_params(head_epochs: int, finetune_epochs: int, finetune_lr: float, finetune_optimizer: str
+                     ) -> dict[str, Param]:
+    """One naming pattern for both phases of ``last_n`` and ``fpt``: ``head_*`` then ``finetune_*``."""
+    return {
+        "head_epochs": epochs(head_epochs), "head_lr": lr(1e-3), "head_optimizer": optimizer("adam"),
+        "head_weight_decay": weight_decay(), "head_momentum": momentum(),
+        "finetune_epochs": epochs(finetune_epochs), "finetune_lr": lr(finetune_lr),
+        "finetune_optimizer": optimizer(finetune_optimizer), "finetune_weight_decay": weight_decay(),
+        "finetune_momentum": momentum(), "augment": augment(), **HEAD, **EARLY_STOPPING,
+    }
+
+
+def run_two_phase(ctx: TrialContext, p: dict[str, Any], last_blocks: int | None) -> Outcome:
+    """Head on cached features, then fine-tuning on pixels with the head kept."""
+    monitor = monitor_for(p)
+    total = p["head_epochs"] + p["finetune_epochs"]
+    head, stats = train_head(ctx, p, p["head_epochs"], head_optimizer(p, "head_"), total, monitor, "head")
+    return finetune(ctx, head, last_blocks, head_optimizer(p, "finetune_"), p["finetune_epochs"], p["augment"],
+                    stats, monitor)
 
 
 class LastN(Strategy):
     """The last ``n`` blocks of the base trainable plus the new head (warmed up on features first)."""
 
     name = "last_n"
-    params = {"n": 1, "epochs": 3, "lr": 1e-4, "optimizer": "adam", "head_epochs": 5, "head_lr": 1e-3,
-              "augment": True, **HEAD}
+    params = {"n": Param(1, low=1, high=10000, help="blocks trained, counted from the top"),
+              **two_phase_params(5, 3, 1e-4, "adam")}
+    params["head_epochs"] = Param(5, low=0, high=100000, help="head epochs on features before fine-tuning")
+    search_space = {"finetune_lr": [1e-5, 1e-4, 1e-3]}
+    renamed_params = {"epochs": "finetune_epochs", "lr": "finetune_lr", "optimizer": "finetune_optimizer"}
     description = "last n blocks of the base and a new head trainable"
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
-        head, stats = train_head(ctx, p, p["head_epochs"], p["head_lr"], "adam", p["head_epochs"] + p["epochs"])
-        return finetune(ctx, head, p["n"], OptimizerSpec(p["optimizer"], p["lr"]), p["epochs"], p["augment"], stats)
+        return run_two_phase(ctx, p, p["n"])
 
 
 class Fpt(Strategy):
     """Freeze, pretrain the head; then unfreeze everything and fine-tune with SGD at a small rate."""
 
     name = "fpt"
-    params = {"head_epochs": 10, "head_lr": 1e-3, "finetune_epochs": 3, "finetune_lr": 1e-4,
-              "momentum": 0.9, "augment": True, **HEAD}
+    params = two_phase_params(10, 3, 1e-4, "sgd")
+    search_space = {"finetune_lr": [1e-4, 1e-3, 1e-2]}
+    renamed_params = {"momentum": "finetune_momentum"}
     description = "freeze and train the head, then fine-tune all layers with SGD"
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
-        head, stats = train_head(ctx, p, p["head_epochs"], p["head_lr"], "adam",
-                                 p["head_epochs"] + p["finetune_epochs"])
-        sgd = OptimizerSpec("sgd", p["finetune_lr"], momentum=p["momentum"])
-        return finetune(ctx, head, None, sgd, p["finetune_epochs"], p["augment"], stats)
+        return run_two_phase(ctx, p, None)
 
 
 class _WholeNetwork(Strategy):
     """Every layer trainable, from pretrained weights (``full``) or random ones (``scratch``)."""
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
+        monitor = monitor_for(p)
         base = ctx.new_base(pretrained=self.pretrained)
         head = ctx.new_head(ctx.backend.feature_dim(base), p["hidden"], p["dropout"])
         model = ctx.backend.attach(base, head)
         ctx.backend.set_trainable(model, None, bn_inference=p["bn_inference"])
         trainable, total_params = ctx.backend.count_params(model)
-        stats = train_images(ctx, model, p["epochs"], OptimizerSpec(p["optimizer"], p["lr"]), p["augment"],
-                             0, p["epochs"])
+        stats = train_images(ctx, model, p["epochs"], head_optimizer(p), p["augment"] == "flip", 0, p["epochs"],
+                             monitor, "train")
         if p.get("recalibrate_bn") and not p["bn_inference"]:
             ctx.backend.recalibrate_batchnorm(model, ctx.train.images, ctx.batch_size)
-        test, val = predict_images(ctx, model)
-        return Outcome(test, val, stats, trainable, total_params)
+        return predicted(ctx, model, stats, trainable, total_params, monitor)
+
+
+def whole_network_params(epochs_: int, lr_: float) -> dict[str, Param]:
+    return {"epochs": epochs(epochs_), "lr": lr(lr_), "optimizer": optimizer("adam"), "weight_decay": weight_decay(),
+            "momentum": momentum(), "augment": augment(), **HEAD, **EARLY_STOPPING}
 
 
 class Full(_WholeNetwork):
     name = "full"
     # BatchNorm keeps its ImageNet statistics by default: with small data, re-estimating them from
     # a few batches while the weights move is what makes naive full fine-tuning collapse.
-    params = {"epochs": 5, "lr": 1e-4, "optimizer": "adam", "augment": True, "bn_inference": True, **HEAD}
+    params = {**whole_network_params(5, 1e-4), "bn_inference": Param(True, help="keep BatchNorm in inference mode")}
+    search_space = {"lr": [1e-5, 1e-4, 1e-3]}
     pretrained = True
     description = "pretrained weights, every layer trainable"
 
@@ -166,8 +236,9 @@ class Scratch(_WholeNetwork):
     name = "scratch"
     # Few steps from random weights leave BatchNorm's running averages behind the weights;
     # recalibrating them over the training images after training makes evaluation honest.
-    params = {"epochs": 10, "lr": 1e-3, "optimizer": "adam", "augment": True, "bn_inference": False,
-              "recalibrate_bn": True, **HEAD}
+    params = {**whole_network_params(10, 1e-3), "bn_inference": Param(False, help="keep BatchNorm in inference mode"),
+              "recalibrate_bn": Param(True, help="re-estimate BatchNorm statistics over the training images")}
+    search_space = {"lr": [1e-4, 1e-3, 1e-2]}
     pretrained = False
     description = "random initialisation, every layer trainable (the baseline)"
 

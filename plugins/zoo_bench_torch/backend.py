@@ -177,7 +177,8 @@ class TorchBackend(Backend):
             return optim.RMSprop(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
         raise ValueError(f"unknown optimizer {spec.name!r} (allowed: adam, sgd, rmsprop)")
 
-    def fit(self, model, x, y, *, epochs, optimizer, batch_size, val=None, augment=False, on_epoch=None):
+    def fit(self, model, x, y, *, epochs, optimizer, batch_size, val=None, augment=False, on_epoch=None,
+            monitor=None):
         torch = self.torch
         images = x.dtype == np.uint8
         phase = "images" if images else "features"
@@ -186,6 +187,7 @@ class TorchBackend(Backend):
         loss_fn = torch.nn.CrossEntropyLoss()
         if not images:  # features are small: keep them on the device for the whole fit
             x_dev, y_dev = self._to_tensor(x.astype(np.float32)), self._to_tensor(y)
+        best_weights = self._weights(model) if monitor is not None and monitor.start_phase() else None
         stats: list[EpochStats] = []
         for epoch in range(epochs):
             order = self._rng.permutation(len(y))
@@ -219,15 +221,34 @@ class TorchBackend(Backend):
             seconds = time.perf_counter() - start
             mean_loss = float(total_loss.item() / max(seen, 1))
             check_finite_loss(mean_loss, epoch)
-            val_acc = None
-            if val is not None and len(val[1]):
-                val_acc = float((self.predict(model, val[0], batch_size) == val[1]).mean())
-            record = EpochStats(phase=phase, seconds=seconds, images=seen,
-                                train_loss=mean_loss, val_accuracy=val_acc)
+            val_acc, val_loss = self._evaluate(model, val, batch_size)
+            record = EpochStats(phase=phase, seconds=seconds, images=seen, train_loss=mean_loss,
+                                val_accuracy=val_acc, val_loss=val_loss, lr=float(opt.param_groups[0]["lr"]))
             stats.append(record)
             if on_epoch is not None:
                 on_epoch(epoch, epochs, record)
+            if monitor is not None:
+                best, stop = monitor.update(val_acc, val_loss)
+                if best and monitor.restore_best:
+                    best_weights = self._weights(model)
+                if stop:
+                    break
+        if best_weights is not None and monitor.best_epoch != monitor.epochs_done:
+            model.load_state_dict(best_weights)
         return stats
+
+    def _weights(self, model: Any) -> dict:
+        """A copy of every weight and buffer (for restoring the best epoch)."""
+        return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def _evaluate(self, model: Any, val, batch_size: int) -> tuple[float | None, float | None]:
+        """Validation accuracy and mean cross-entropy, or (None, None) without validation data."""
+        if val is None or not len(val[1]):
+            return None, None
+        from zoo_bench.metrics import cross_entropy
+
+        scores = self.logits(model, val[0], batch_size)
+        return float((scores.argmax(axis=1) == val[1]).mean()), cross_entropy(scores, val[1])
 
     def recalibrate_batchnorm(self, model: Any, x: np.ndarray, batch_size: int) -> None:
         torch = self.torch
@@ -249,18 +270,21 @@ class TorchBackend(Backend):
             m.momentum = momentum
         model.eval()
 
-    def predict(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    def logits(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
         torch = self.torch
         model.eval()
-        preds = []
+        out = []
         if x.dtype != np.uint8:
             x = x.astype(np.float32)
             batch_size = max(batch_size, 1024)
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(x), batch_size):
-                logits = model(self._to_tensor(x[start:start + batch_size]))
-                preds.append(logits.argmax(dim=1).cpu().numpy())
-        return np.concatenate(preds).astype(np.int64) if preds else np.zeros(0, np.int64)
+                out.append(model(self._to_tensor(x[start:start + batch_size])).float().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def predict(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+        scores = self.logits(model, x, batch_size)
+        return scores.argmax(axis=1).astype(np.int64) if len(scores) else np.zeros(0, np.int64)
 
     def is_out_of_memory(self, exc: BaseException) -> bool:
         oom = getattr(self.torch.cuda, "OutOfMemoryError", ())

@@ -1,0 +1,129 @@
+"""Model selection on validation data: per cell, the configuration with the best validation score.
+
+A cell is (backend, backbone, strategy, the parameters not tuned, size, seed). Among its trials
+(one per combination of the tuned parameters) the chosen one has the best validation score:
+highest ``val_accuracy`` or ``val_balanced_accuracy``, or lowest ``val_loss``. Ties go to the
+lower validation loss (for the accuracy metrics; the higher validation accuracy for ``val_loss``),
+then to the trial id that sorts first. Only trials that finished ``ok`` can be chosen. Where the
+metric is missing for a strategy (``val_loss`` of an SVM, whose margins are not probabilities), the
+cell falls back to ``val_accuracy`` and says so in ``selected_by``. Test columns are never read
+here: the reported number is the chosen trial's test accuracy.
+"""
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pandas as pd
+
+from .grid import strategy_label
+
+TUNED_COLUMNS = ["chosen", "configs_tried", "configs_ok", "tuning_time_s", "chosen_time_s", "selected_by"]
+
+
+def _num(v: Any) -> float | None:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return float(v)
+
+
+def _cell_key(row: pd.Series, tuned: list[str]) -> str:
+    rest = {k: v for k, v in (row["params"] or {}).items() if k not in tuned}
+    return json.dumps(rest, sort_keys=True, default=str)
+
+
+def _rank(row: pd.Series, metric: str) -> tuple:
+    """A sort key: smaller is better. Uses validation columns only."""
+    acc, loss = _num(row.get("val_accuracy")), _num(row.get("val_loss"))
+    inf = math.inf
+    if metric == "val_loss":
+        return (loss if loss is not None else inf, -(acc if acc is not None else -inf), row["trial_id"])
+    score = _num(row.get(metric))
+    return (-(score if score is not None else -inf), loss if loss is not None else inf, row["trial_id"])
+
+
+def tuned_of(selection: dict[str, Any] | None, strategy: str) -> list[str]:
+    return list(((selection or {}).get("tuned") or {}).get(strategy, []))
+
+
+def strip_tuned(df: pd.DataFrame, selection: dict[str, Any] | None) -> pd.DataFrame:
+    """Rows with the tuned parameters taken out of ``params`` (and the trial id), so tables group by the rest."""
+    if df.empty or not selection:
+        return df
+    df = df.copy()
+    params, ids = [], []
+    for _, row in df.iterrows():
+        tuned = tuned_of(selection, row["strategy"])
+        rest = {k: v for k, v in (row["params"] or {}).items() if k not in tuned}
+        params.append(rest)
+        ids.append(f"{row['backend']}/{row['backbone']}/{strategy_label(row['strategy'], rest)}"
+                   f"/n={row['size_per_class']}/seed={row['seed']}")
+    df["params"], df["trial_id"] = params, ids
+    return df
+
+
+def default_rows(df: pd.DataFrame, selection: dict[str, Any] | None) -> pd.DataFrame:
+    """The trials whose tuned parameters are at the strategy's defaults: what an untuned run reports."""
+    if df.empty or not selection:
+        return df
+    defaults = selection.get("defaults") or {}
+
+    def at_default(row: pd.Series) -> bool:
+        d = defaults.get(row["strategy"], {})
+        return all(k in d and (row["params"] or {}).get(k) == d[k] for k in tuned_of(selection, row["strategy"]))
+
+    return df[df.apply(at_default, axis=1)] if len(df) else df
+
+
+def choose(df: pd.DataFrame, selection: dict[str, Any]) -> pd.DataFrame:
+    """One row per cell: the chosen trial, with what was chosen, how many configurations were tried and the cost.
+
+    Extra columns: ``chosen`` (the tuned parameters' values), ``configs_tried`` (trials in the cell,
+    failed ones included), ``configs_ok``, ``tuning_time_s`` (the sum of ``wall_s`` over the cell's
+    trials), ``chosen_time_s`` (the chosen trial's ``wall_s``), ``selected_by`` (the metric used).
+    Cells without any ok trial are left out.
+    """
+    metric = selection.get("metric", "val_accuracy")
+    out = []
+    if df.empty:
+        return df.assign(**{c: None for c in TUNED_COLUMNS})
+    keys = df.apply(lambda r: (r["backend"], r["backbone"], r["strategy"], _cell_key(r, tuned_of(selection, r["strategy"])),
+                               r["size_per_class"], r["seed"]), axis=1)
+    for _, cell in df.groupby(keys, sort=False):
+        ok = cell[cell["status"] == "ok"]
+        if ok.empty:
+            continue
+        used = metric
+        if all(_num(v) is None for v in ok.get(metric, pd.Series([None] * len(ok)))):
+            used = "val_accuracy"
+        best = min((row for _, row in ok.iterrows()), key=lambda r: _rank(r, used)).copy()
+        tuned = tuned_of(selection, best["strategy"])
+        best["chosen"] = {k: best["params"].get(k) for k in tuned}
+        best["configs_tried"] = len(cell)
+        best["configs_ok"] = len(ok)
+        best["tuning_time_s"] = float(pd.to_numeric(cell["wall_s"], errors="coerce").fillna(0).sum())
+        best["chosen_time_s"] = _num(best.get("wall_s"))
+        best["selected_by"] = used
+        out.append(best)
+    return pd.DataFrame(out).reset_index(drop=True) if out else df.iloc[0:0].assign(**{c: None for c in TUNED_COLUMNS})
+
+
+def tuned_rows(df: pd.DataFrame, selection: dict[str, Any]) -> pd.DataFrame:
+    """The chosen trials, tuned parameters stripped from ``params`` and ids prefixed ``tuned:``, for tables and compare."""
+    chosen = strip_tuned(choose(df, selection), selection)
+    if not chosen.empty:
+        chosen["trial_id"] = "tuned:" + chosen["trial_id"]
+    return chosen
+
+
+def format_chosen(group: pd.DataFrame) -> str:
+    """``lr=0.001 ×2, lr=0.0003 ×1``: the values chosen across a cell's seeds, most frequent first."""
+    counts: dict[str, int] = {}
+    for chosen in group["chosen"]:
+        text = ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted((chosen or {}).items()))
+        counts[text] = counts.get(text, 0) + 1
+    parts = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    if len(parts) == 1:
+        return parts[0][0]
+    return ", ".join(f"{t} ×{n}" for t, n in parts)
