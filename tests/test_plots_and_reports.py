@@ -31,7 +31,7 @@ def test_report_is_one_self_contained_file(run_dir, tmp_path, fmt):
     out = tmp_path / f"r.{fmt}"
     assert main(["report", str(run_dir), "--format", fmt, "--out", str(out)]) == 0
     text = html.unescape(out.read_text())
-    assert text.count("data:image/png;base64,") == 2
+    assert text.count("data:image/png;base64,") >= 4
     assert "last_layer" in text and "cpu_count" in text and '"name": "plots"' in text
     assert "±" in text and "(n=2)" in text
 

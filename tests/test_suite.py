@@ -215,3 +215,49 @@ def test_synthetic_source_options_out_of_range_are_one_line_errors(tmp_path, cap
     assert cli.main(["validate", str(path), "--data-root", str(tmp_path), "--cache-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: {path}: dataset.image_size: must be between 8 and 1024 for the synthetic source, got -1"
+
+
+@pytest.mark.parametrize("strategy, body, expected", [
+    ("last_layer", "epochs = -1", "strategies.last_layer.epochs: -1 is out of range (allowed: >= 1 and <= 100000)"),
+    ("last_n", "n = -2", "strategies.last_n.n: -2 is out of range (allowed: >= 1 and <= 10000)"),
+    ("full", 'optimizer = "nadam"', "strategies.full.optimizer: 'nadam' is not allowed (allowed: one of adam, sgd, "
+                                    "rmsprop)"),
+    ("full", "lr = -5", "strategies.full.lr: -5 is out of range (allowed: > 0)"),
+    ("full", "lr = [1e-3, 0.0]", "strategies.full.lr: 0.0 is out of range (allowed: > 0)"),
+    ("svm", "C = 0", "strategies.svm.C: 0 is out of range (allowed: > 0 and <= 1000000)"),
+    ("last_layer", "dropout = 1.0", "strategies.last_layer.dropout: 1.0 is out of range (allowed: >= 0 and < 1)"),
+    ("last_layer", "hidden = [256, 0]", "strategies.last_layer.hidden: 0 is out of range (allowed: each value >= 1 "
+                                        "and <= 65536)"),
+    ("fpt", 'augment = "rotate"', "strategies.fpt.augment: 'rotate' is not allowed (allowed: one of none, flip)"),
+    ("fpt", "patience = -1", "strategies.fpt.patience: -1 is out of range (allowed: >= 0 and <= 100000)"),
+    ("last_n", "epochs = 2", "strategies.last_n.epochs: unknown parameter (renamed to 'finetune_epochs')"),
+    ("fpt", "momentum = 0.5", "strategies.fpt.momentum: unknown parameter (renamed to 'finetune_momentum')"),
+])
+def test_strategy_parameters_are_checked_against_their_declared_ranges(tmp_path, registry, strategy, body, expected):
+    assert only_problem(tmp_path, registry, TINY_SUITE + f"\n[strategies.{strategy}]\n{body}\n") == expected
+
+
+def test_old_spellings_of_values_are_accepted_and_replaced(tmp_path, registry):
+    suite = parse_suite(write_suite(tmp_path, TINY_SUITE + "\n[strategies.full]\naugment = [true, false]\n"), registry)
+    assert suite.strategies["full"]["augment"] == ["flip", "none"]
+
+
+def test_select_adds_default_search_spaces_only_where_the_suite_set_nothing(tmp_path, registry):
+    body = TINY_SUITE + '\n[select]\nsearch = "default"\ntune = ["dropout"]\n[strategies.svm]\n' \
+                        "[strategies.full]\nlr = [1e-4, 1e-3]\ndropout = [0.0, 0.5]\n"
+    suite = parse_suite(write_suite(tmp_path, body), registry)
+    assert suite.strategies["svm"]["C"] == [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
+    assert suite.strategies["full"]["lr"] == [1e-4, 1e-3]  # the suite's own cap is kept
+    assert suite.tuned == {"svm": ("C",), "full": ("dropout", "lr")}
+    assert suite.tuned_defaults["full"] == {"dropout": 0.5, "lr": 1e-4} and suite.select_metric == "val_accuracy"
+
+
+@pytest.mark.parametrize("body, expected", [
+    ('[select]\nmetric = "test_accuracy"\n', "select.metric: unknown metric 'test_accuracy' (allowed: val_accuracy, "
+                                             "val_loss, val_balanced_accuracy)"),
+    ('[select]\nsearch = "random"\n', "select.search: unknown search 'random' (allowed: none, default)"),
+    ('[select]\ntune = ["finetune_lr"]\n', "select.tune[0]: 'finetune_lr' is not a parameter of the suite's "
+                                           "strategies (allowed: C)"),
+])
+def test_select_is_checked(tmp_path, registry, body, expected):
+    assert only_problem(tmp_path, registry, BASE + body) == expected

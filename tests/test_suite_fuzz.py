@@ -60,7 +60,7 @@ KEY_TYPES: dict[tuple[str, ...], str] = {
     ("run", "image_size"): "int", ("run", "precision"): "str", ("run", "device"): "str",
     ("compare", "fail"): "list[str]",
 }
-TABLES = ("suite", "dataset", "run", "compare", "strategies", "profiles")
+TABLES = ("suite", "dataset", "run", "compare", "select", "strategies", "profiles")
 REQUIRED = (("suite", "name"), ("dataset", "source"), ("dataset", "sizes"), ("run", "backends"),
             ("run", "backbones"))
 # Deleting a whole table: the key its error names.
@@ -164,8 +164,8 @@ def typed_targets() -> list[tuple[tuple[str, ...], str, bool]]:
     out = [(path, tname, False) for path, tname in KEY_TYPES.items()]
     for name in BASE["strategies"]:
         out.append((("strategies", name, "backbones"), "list[str]", False))
-        for param, default in REGISTRY.strategies[name].params.items():
-            out.append((("strategies", name, param), param_type(default), True))
+        for param, spec in REGISTRY.strategies[name].param_specs().items():
+            out.append((("strategies", name, param), param_type(spec.default), True))
     return out
 
 
@@ -268,7 +268,10 @@ def delete_at(path: tuple[str, ...]) -> Callable[[dict[str, Any]], bool]:
 def retype(draw) -> Mutation:
     """A key gets a value of the wrong type: a table, a date, a list where a number belongs..."""
     path, tname, sweep = draw(st.sampled_from(TYPED))
-    value = draw(wrong_value(tname, sweep))
+    aliases = [old for old, _ in _spec(path).aliases] if path[0] == "strategies" and path[2] != "backbones" else []
+    value = draw(wrong_value(tname, sweep).filter(  # an older spelling a parameter declares is accepted
+        lambda v: not any(type(v) is type(a) and v == a for a in aliases)
+        and not (isinstance(v, list) and v and all(any(type(x) is type(a) and x == a for a in aliases) for x in v))))
     return Mutation(set_at(path, value), (key_path(*path),), path[0])
 
 
@@ -282,6 +285,11 @@ def unknown_key(draw) -> Mutation:
     name = draw(KEY_NAME.filter(lambda k: k not in known))
     value = draw(ANY_VALUE)
     return Mutation(set_at((*parent, name), value), (key_path(*parent, name),), (parent or (name,))[0])
+
+
+def _spec(path: tuple[str, ...]):
+    """The declared schema of a strategy parameter (its limits are the specification the checks follow)."""
+    return REGISTRY.strategies[path[1]].param_specs()[path[2]]
 
 
 def _known_keys(parent: tuple[str, ...]) -> set[str]:
@@ -318,7 +326,29 @@ HUGE = st.integers(min_value=2**32, max_value=10**30)
 @st.composite
 def out_of_range(draw) -> Mutation:
     """Sizes, seeds, batch and image sizes beyond what a run can use (sizes: beyond the data)."""
-    kind = draw(st.sampled_from(["size", "seed", "batch", "image", "val", "nonfinite"]))
+    kind = draw(st.sampled_from(["size", "seed", "batch", "image", "val", "nonfinite", "param"]))
+    if kind == "param":  # a strategy parameter outside its declared range or choices
+        bounded = [(n, k, spec) for n in BASE["strategies"] for k, spec in REGISTRY.strategies[n].param_specs().items()
+                   if spec.choices or spec.low is not None or spec.high is not None]
+        name, key, spec = draw(st.sampled_from(bounded))
+        if spec.choices:
+            value = draw(TEXT.filter(lambda t: t not in spec.choices))
+        else:
+            as_int = isinstance(spec.default, int) or (isinstance(spec.default, list) and isinstance(spec.default[0], int))
+            outside = []
+            if spec.low is not None:
+                below = st.integers(max_value=int(spec.low) - (0 if spec.low_open else 1)) if as_int else \
+                    st.floats(max_value=spec.low, exclude_max=not spec.low_open, allow_nan=False, allow_infinity=False)
+                outside.append(below)
+            if spec.high is not None:
+                above = st.integers(min_value=int(spec.high) + (0 if spec.high_open else 1), max_value=10**12) \
+                    if as_int else st.floats(min_value=spec.high, exclude_min=not spec.high_open, max_value=1e300)
+                outside.append(above)
+            value = draw(st.one_of(*outside))
+            if isinstance(spec.default, list):
+                value = [value]
+        path = ("strategies", name, key)
+        return Mutation(set_at(path, value), (key_path(*path),), "strategies")
     if kind in ("size", "seed"):
         table, key, i = ("dataset", "sizes", draw(st.integers(0, 1))) if kind == "size" else \
             ("suite", "seeds", draw(st.integers(0, 1)))

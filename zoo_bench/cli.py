@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     show = sub.add_parser("show", help="print the tables of a finished (or running) run folder")
     show.add_argument("run_dir", type=Path)
     show.add_argument("--by", help="regroup by these result columns, e.g. backbone,strategy")
+    show.add_argument("--all", action="store_true", help="a run with [select]: every configuration, not defaults and tuned")
+    show.add_argument("--confusion", metavar="PATTERN",
+                      help="print the confusion matrices of the trials whose id matches this shell pattern")
 
     plot = sub.add_parser("plot", help="write PNG plots of a run (accuracy against size, time per epoch)")
     plot.add_argument("run_dir", type=Path)
@@ -182,9 +185,9 @@ def _finish(store: RunStore, trials: list, title: str):
     """Write the table file and print the tables of this run's trials; return (table path, rows)."""
     df = load_run(store.run_dir)
     table_path = store.write_table(df)
-    df = df[df["trial_id"].isin({t.id for t in trials})]
+    df = df[df["trial_id"].str.replace("/refit$", "", regex=True).isin({t.id for t in trials})]
     if not df.empty:
-        report.print_tables(df, title=title)
+        report.print_tables(df, title=title, selection=store.meta().get("selection"))
     return table_path, df
 
 
@@ -248,7 +251,18 @@ def cmd_show(args: argparse.Namespace) -> int:
             raise UsageError(f"--by: unknown columns {unknown} (allowed: {', '.join(df.columns)})")
         report.out.print(report.grouped_table(df, by, title))
         return 0
-    report.print_tables(df, title=title)
+    if args.confusion:
+        from .confusion import confusion_for, confusion_table
+
+        found = confusion_for(df, args.confusion)
+        if not found:
+            raise UsageError(f"--confusion {args.confusion!r}: no trial with a confusion matrix matches "
+                             "(shell pattern on trial ids, e.g. 'torch/*/svm*n=50*')")
+        classes = meta.get("classes") or [str(i) for i in range(len(found[0][1]))]
+        for trial_id, matrix in found:
+            report.out.print(confusion_table(matrix, classes, trial_id))
+        return 0
+    report.print_tables(df, title=title, selection=meta.get("selection"), show_all=args.all)
     return 0
 
 
@@ -291,7 +305,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .compare import compare, gates_from, load_side
 
     baseline, current = load_side(args.baseline), load_side(args.current)
-    result = compare(baseline, current, gates_from(args.fail, current.suite or baseline.suite))
+    strategies = load_plugins().strategies  # lets baselines written by older versions match today's ids
+    result = compare(baseline, current, gates_from(args.fail, current.suite or baseline.suite), strategies)
     for warning in result.warnings:
         report.message(f"warning: {warning}")
     if args.format == "json":

@@ -24,7 +24,8 @@ from .stats import Estimate, estimate
 METRICS = {"accuracy": ("test_accuracy", "pt"), "epoch_time": ("epoch_time_s", "%")}
 DEFAULT_GATES = ["accuracy:-1pt"]
 BASELINE_FIELDS = ("trial_id", "backend", "backbone", "strategy", "params", "size_per_class", "seed", "status",
-                   "error", "test_accuracy", "val_accuracy", "epochs", "epoch_time_s", "first_epoch_s",
+                   "error", "test_accuracy", "val_accuracy", "val_loss", "val_balanced_accuracy", "test_loss",
+                   "test_balanced_accuracy", "test_macro_f1", "best_epoch", "wall_s", "epochs", "epoch_time_s", "first_epoch_s",
                    "head_epoch_time_s", "feature_time_s", "train_images_per_s", "peak_memory_mb",
                    "trainable_params", "total_params", "device", "device_name", "precision", "image_size")
 
@@ -61,6 +62,7 @@ class Side:
     rows: list[dict[str, Any]]
     machine: dict[str, Any]
     suite: dict[str, Any] = field(default_factory=dict)
+    selection: dict[str, Any] | None = None  # a run with [select]: its tuned numbers are compared too
 
 
 def machine_info(meta: dict[str, Any]) -> dict[str, Any]:
@@ -77,9 +79,9 @@ def load_side(path: Path) -> Side:
             if not store.jsonl.exists():
                 raise CompareInputError(f"{path}: not a run folder (no trials.jsonl)")
             meta = store.meta()
-            return Side(str(path), store.rows(), machine_info(meta), meta.get("suite") or {})
+            return Side(str(path), store.rows(), machine_info(meta), meta.get("suite") or {}, meta.get("selection"))
         data = json.loads(path.read_text())
-        return Side(str(path), data["trials"], data["machine"], data.get("suite") or {})
+        return Side(str(path), data["trials"], data["machine"], data.get("suite") or {}, data.get("selection"))
     except FileNotFoundError:
         raise CompareInputError(f"{path}: no such baseline or run (save one with: zoo-bench baseline save RUN "
                                 "--name NAME)") from None
@@ -95,7 +97,7 @@ def save_baseline(run_dir: Path, name: str, out_dir: Path) -> Path:
     meta = RunStore(run_dir).meta()
     payload = {
         "name": name, "saved_at": now_iso(), "run_id": meta.get("run_id"), "suite_name": meta.get("suite_name"),
-        "suite": side.suite, "machine": side.machine, "versions": meta.get("versions"),
+        "suite": side.suite, "machine": side.machine, "versions": meta.get("versions"), "selection": side.selection,
         "saved_with_python": platform.python_version(),
         "trials": [{k: r.get(k) for k in BASELINE_FIELDS} for r in side.rows],
     }
@@ -108,6 +110,44 @@ def save_baseline(run_dir: Path, name: str, out_dir: Path) -> Path:
 def config_id(trial_id: str) -> str:
     """A trial id without its seed."""
     return trial_id.rsplit("/seed=", 1)[0]
+
+
+def canonical_config(row: dict[str, Any], strategies: dict[str, Any] | None) -> str:
+    """A row's configuration as today's trial id would name it (without the seed).
+
+    Rows written before a parameter was added, renamed or respelled (a baseline from an older
+    version) get today's names, values and defaults, so they still match the same configuration.
+    Unknown strategies keep their id as written.
+    """
+    cls = (strategies or {}).get(row.get("strategy"))
+    if cls is None or not isinstance(row.get("params"), dict) or row["trial_id"].startswith("tuned:"):
+        return config_id(row["trial_id"])
+    from .grid import strategy_label
+
+    specs = cls.param_specs()
+    renamed = getattr(cls, "renamed_params", {}) or {}
+    params = {spec_name: spec.default for spec_name, spec in specs.items()}
+    for key, value in row["params"].items():
+        key = renamed.get(key, key)
+        if key in specs:
+            params[key] = specs[key].canonical(value)
+        else:  # a parameter that no longer exists: keep it, so the configurations do not merge
+            params[key] = value
+    return f"{row['backend']}/{row['backbone']}/{strategy_label(row['strategy'], params)}/n={row['size_per_class']}"
+
+
+def with_tuned(side: Side) -> list[dict[str, Any]]:
+    """A side's rows plus, for a run with [select], its chosen trials as ``tuned:...`` rows (one per seed)."""
+    if not side.selection:
+        return side.rows
+    from .results import to_dataframe
+    from .selection import tuned_rows
+
+    chosen = tuned_rows(to_dataframe(side.rows), side.selection)
+    extra = [] if chosen.empty else [
+        {k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+        for r in chosen.to_dict("records")]
+    return side.rows + extra
 
 
 @dataclass
@@ -146,8 +186,12 @@ def overlap_rule(base: Estimate, cur: Estimate, limit_points: float) -> bool:
     return drop_exceeds
 
 
-def compare(baseline: Side, current: Side, gates: list[Gate]) -> Report:
-    """Every configuration of either side, per metric, with pass or fail."""
+def compare(baseline: Side, current: Side, gates: list[Gate], strategies: dict[str, Any] | None = None) -> Report:
+    """Every configuration of either side, per metric, with pass or fail.
+
+    ``strategies`` (name -> Strategy class) lets rows from older versions match today's ids. Runs with
+    ``[select]`` on both sides are also compared on their tuned numbers (lines ``tuned:...``).
+    """
     warnings: list[str] = []
     gate = {g.metric: g for g in gates}
     same_machine = baseline.machine.get("devices") == current.machine.get("devices") and \
@@ -160,10 +204,12 @@ def compare(baseline: Side, current: Side, gates: list[Gate]) -> Report:
     def grouped(rows):
         out: dict[str, list[dict]] = {}
         for r in rows:
-            out.setdefault(config_id(r["trial_id"]), []).append(r)
+            out.setdefault(canonical_config(r, strategies), []).append(r)
         return out
 
-    base_g, cur_g = grouped(baseline.rows), grouped(current.rows)
+    both_tuned = bool(baseline.selection) and bool(current.selection)
+    base_g = grouped(with_tuned(baseline) if both_tuned else baseline.rows)
+    cur_g = grouped(with_tuned(current) if both_tuned else current.rows)
     lines: list[Line] = []
     broken = regressed = False
     for config in sorted(set(base_g) | set(cur_g)):

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from .plots import plot_run
+from .plots import confusion_configurations, plot_run
 from .results import row_labels
 from .stats import estimate, format_estimate
 
@@ -38,14 +38,54 @@ def _png_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
+# What each plot shows, read from its file name: a heading and a caption for the report.
+PLOT_TEXT = {
+    "accuracy": ("Accuracy against images per class",
+                 "Test accuracy per strategy, mean over seeds with its 95% confidence band, against the number "
+                 "of training images per class (log scale)."),
+    "epoch_time": ("Time per epoch",
+                   "Median seconds of a training epoch after the first, per strategy and size (log scale)."),
+    "learning_curves": ("Learning curves",
+                        "Train loss (solid, left axis) and validation accuracy (dashed, right axis) per epoch, one "
+                        "colour per size; the dashed vertical line marks where fine-tuning starts after the head "
+                        "epochs, a star the epoch whose weights were kept."),
+    "cost": ("Accuracy against training cost",
+             "Test accuracy of each successful trial against the seconds it spent training and extracting "
+             "features (whole trial time where those were not recorded), log scale; colour is the strategy, "
+             "marker the images per class."),
+}
+
+
+def _figures(df: pd.DataFrame, meta: dict[str, Any]) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+    """(heading, caption, data URI) of the plots, and of the confusion matrices, in report order."""
+    classes = meta.get("classes")
+    classes = [str(c) for c in classes] if isinstance(classes, list) else None
+    configs = confusion_configurations(df, classes)
+    plots: list[tuple[str, str, str]] = []
+    confusions: list[tuple[str, str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in plot_run(df, Path(tmp), meta.get("suite_name", "run"), classes):
+            if path.stem.startswith("confusion_"):
+                group = configs[int(path.stem.split("_")[1]) - 1]
+                seeds = f"Summed over {group.seeds} seeds" if group.seeds > 1 else "One seed"
+                confusions.append((group.name, f"{seeds}; configuration {group.config}.", _png_uri(path)))
+            else:
+                heading, caption = PLOT_TEXT.get(path.stem, (path.stem.replace("_", " "), ""))
+                plots.append((heading, caption, _png_uri(path)))
+    return plots, confusions
+
+
+CONFUSION_INTRO = ("Test images per true class (rows) and predicted class (columns) for each configuration, "
+                   "summed over its seeds. Colour is the share of the true class; each cell gives the count and "
+                   "that share.")
+
+
 def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str) -> Path:
     """Write the report to ``out``; images are embedded, so the file stands alone."""
     title = f"zoo-bench report: {meta.get('suite_name', 'run')} / {meta.get('run_id', '')}"
     table = summary_frame(df)
     machine = {k: meta.get(k) for k in ("devices", "cpu_count", "platform", "versions", "git_commit", "started_at")}
-    with tempfile.TemporaryDirectory() as tmp:
-        plots = plot_run(df, Path(tmp), meta.get("suite_name", "run"))
-        images = [(p.stem.replace("_", " "), _png_uri(p)) for p in plots]
+    plots, confusions = _figures(df, meta)
     suite_json = json.dumps(meta.get("suite", {}), indent=2, default=str)
     machine_json = json.dumps(machine, indent=2, default=str)
     failed = int((df["status"] == "error").sum())
@@ -53,21 +93,39 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str) ->
         parts = [f"# {title}", "", f"{len(df)} trials, {failed} failed. Cells: test accuracy, mean ± half-width of "
                  "the 95% CI over seeds (Student t), and the mean time per epoch.", "",
                  table.to_markdown(index=False), ""]
-        parts += [f"![{name}]({uri})\n" for name, uri in images]
+        for heading, caption, uri in plots:
+            parts += [f"## {heading}", "", caption, "", f"![{heading}]({uri})", ""]
+        if confusions:
+            parts += ["## Confusion matrices", "", CONFUSION_INTRO, ""]
+            for config, caption, uri in confusions:
+                parts += [f"### {_md_text(config)}", "", _md_text(caption), "", f"![confusion matrix]({uri})", ""]
         parts += ["## Machine and packages", "", "```json", machine_json, "```", "", "## Suite as run", "",
                   "```json", suite_json, "```", ""]
         out.write_text("\n".join(parts))
     else:
-        imgs = "".join(f'<figure><img alt="{html.escape(n)}" src="{u}"><figcaption>{html.escape(n)}</figcaption>'
-                       f"</figure>" for n, u in images)
+        def figure(heading: str, caption: str, uri: str, level: int) -> str:
+            return (f"<h{level}>{html.escape(heading)}</h{level}><figure><img alt=\"{html.escape(heading)}\" "
+                    f"src=\"{uri}\"><figcaption>{html.escape(caption)}</figcaption></figure>")
+
+        imgs = "".join(figure(h, c, u, 2) for h, c, u in plots)
+        if confusions:
+            imgs += (f"<h2>Confusion matrices</h2><p>{html.escape(CONFUSION_INTRO)}</p>"
+                     + "".join(figure(h, c, u, 3) for h, c, u in confusions))
         out.write_text(
             "<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}"
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-            "img{max-width:100%}pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>"
+            "img{max-width:100%}figure{margin:0 0 2em}"
+            "figcaption{color:#444;font-size:90%;max-width:60em;overflow-wrap:anywhere}"
+            "pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p>{len(df)} trials, {failed} failed. Cells: test accuracy, mean ± "
             "half-width of the 95% CI over seeds (Student t), and the mean time per epoch.</p>"
             f"{table.to_html(index=False, escape=True)}{imgs}"
             f"<h2>Machine and packages</h2><pre>{html.escape(machine_json)}</pre>"
             f"<h2>Suite as run</h2><pre>{html.escape(suite_json)}</pre></body></html>\n")
     return out
+
+
+def _md_text(text: str) -> str:
+    """Text safe in Markdown: trial ids hold ``[...]`` and ``*`` that would otherwise become links or emphasis."""
+    return "".join("\\" + c if c in "\\`*_[]<>#|" else c for c in text)

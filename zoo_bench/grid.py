@@ -37,6 +37,8 @@ class Trial:
     params: tuple[tuple[str, Any], ...]
     size: int
     seed: int
+    refit: bool = False  # the configuration chosen on validation, retrained on train + validation
+
 
     @property
     def param_dict(self) -> dict[str, Any]:
@@ -45,7 +47,8 @@ class Trial:
     @property
     def id(self) -> str:
         label = strategy_label(self.strategy, self.param_dict)
-        return f"{self.backend}/{self.backbone}/{label}/n={self.size}/seed={self.seed}"
+        suffix = "/refit" if self.refit else ""
+        return f"{self.backend}/{self.backbone}/{label}/n={self.size}/seed={self.seed}{suffix}"
 
 
 def _freeze(value: Any) -> Any:

@@ -1,8 +1,11 @@
-"""PNG plots of a run: accuracy against images per class, and time per epoch per strategy."""
+"""PNG plots of a run: accuracy per size, time per epoch, learning curves, cost, confusion matrices."""
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pandas as pd
 
@@ -93,8 +96,370 @@ def time_plot(df: pd.DataFrame, path: Path, title: str) -> Path | None:
     return path
 
 
-def plot_run(df: pd.DataFrame, out_dir: Path, title: str) -> list[Path]:
-    """Both plots into ``out_dir``; a plot with nothing to draw is left out."""
+MAX_PANELS = 12  # beyond this a figure's panels get too small to read
+MAX_CONFUSION = 12  # confusion images per run: one per configuration, the first ones in id order
+
+
+def _pyplot():
+    """pyplot on the file-only Agg backend (no display on servers and in tests)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A list cell as a list: rows from jsonl hold lists, from parquet arrays, from csv JSON text."""
+    if _missing(value):
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return []
+    if isinstance(value, dict):
+        return []
+    try:
+        return list(value)
+    except TypeError:
+        return []
+
+
+def history_of(value: Any) -> list[dict[str, Any]]:
+    """A row's ``history`` as a list of epoch dicts; empty for old runs, ``svm`` and odd cells."""
+    return [e for e in _as_list(value) if isinstance(e, dict)]
+
+
+def matrix_of(value: Any) -> list[list[int]] | None:
+    """A row's ``confusion`` as a square list of int rows, or None when absent or malformed."""
+    rows = [_as_list(r) for r in _as_list(value)]
+    if not rows or any(len(r) != len(rows) for r in rows):
+        return None
+    try:
+        return [[int(c) for c in r] for r in rows]
+    except (TypeError, ValueError):
+        return None
+
+
+def _number(value: Any) -> float:
+    """A finite float, or NaN for None, missing and infinite values (a diverged loss is not drawn)."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        return float("nan")
+    return x if math.isfinite(x) else float("nan")
+
+
+def _mean(values: list[float]) -> float:
+    xs = [v for v in values if not math.isnan(v)]
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def _wrap(line: str, width: int) -> str:
+    """Break a long line after ``/`` or ``,`` where possible: trial ids have no spaces to break at."""
+    out: list[str] = []
+    current = ""
+    for token in re.split(r"(?<=[/, ])", line):
+        if current and len(current) + len(token) > width:
+            out.append(current.rstrip())
+            current = ""
+        current += token
+        while len(current) > width:
+            out.append(current[:width])
+            current = current[width:]
+    out.append(current.rstrip())
+    return "\n".join(out)
+
+
+def _natural(text: str) -> list[Any]:
+    """Sort key reading digit runs as numbers: n=4 before n=16, lr=2 before lr=10."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", text)]
+
+
+def _grid(n: int, cols_max: int = 3) -> tuple[int, int]:
+    cols = min(cols_max, max(1, n))
+    return math.ceil(max(1, n) / cols), cols
+
+
+def finetune_starts(history: list[dict[str, Any]]) -> list[float]:
+    """Where fine-tuning follows head epochs, half-way between the two epochs (where the plot draws its line)."""
+    epochs = [int(e.get("epoch") or i + 1) for i, e in enumerate(history)]
+    return [(epochs[i - 1] + epochs[i]) / 2 for i in range(1, len(history))
+            if history[i - 1].get("phase") == "head" and history[i].get("phase") == "finetune"]
+
+
+def _seed_lines(group: pd.DataFrame
+                ) -> tuple[list[int], list[float], list[float], list[dict[str, Any]], list[int], str]:
+    """One line for a size's seeds: the epoch-by-epoch mean when they ran the same epochs, else the first seed.
+
+    Returns epochs, train losses, validation accuracies (%), the history the phases are read from, the
+    best epochs to mark, and the legend text saying which seeds the line is.
+    """
+    runs = [(seed, history_of(h), best) for seed, h, best in
+            sorted(zip(group["seed"], group["history"], group["best_epoch"]), key=lambda t: _number(t[0]))]
+    runs = [r for r in runs if r[1]]
+    first_seed, first, first_best = runs[0]
+    epochs = [int(e.get("epoch") or i + 1) for i, e in enumerate(first)]
+    same = len(runs) > 1 and all([e.get("epoch") for e in h] == [e.get("epoch") for e in first] for _, h, _ in runs)
+    used = runs if same else runs[:1]
+    losses = [_mean([_number(h[i].get("train_loss")) for _, h, _ in used]) for i in range(len(first))]
+    accs = [_mean([_number(h[i].get("val_accuracy")) * 100 for _, h, _ in used]) for i in range(len(first))]
+    bests = sorted({int(b) for _, _, b in used if not _missing(b)})
+    if same:
+        note = f"mean of {len(used)} seeds"
+    elif len(runs) == 1:
+        note = f"seed {first_seed}"
+    else:
+        note = f"seed {first_seed} only: seeds ran different epochs"
+    return epochs, losses, accs, first, bests, note
+
+
+def learning_curves_plot(df: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """Per configuration, loss and validation accuracy per epoch: shows under-, over-fitting and the fine-tune step.
+
+    None when no row has a history (old runs, only ``svm``, every trial failed before its first epoch).
+    """
+    if "history" not in df.columns:
+        return None
+    rows = df[df["history"].map(lambda h: bool(history_of(h)))]
+    if rows.empty:
+        return None
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    rows = rows.assign(label=row_labels(rows))
+    if "best_epoch" not in rows.columns:
+        rows = rows.assign(best_epoch=None)
+    panels = sorted(rows.groupby(["backend", "backbone", "label"]), key=lambda kv: [_natural(str(k)) for k in kv[0]])
+    total = len(panels)
+    panels = panels[:MAX_PANELS]
+    sizes = sorted(rows["size_per_class"].unique())
+    colours = {s: f"C{i % 10}" for i, s in enumerate(sizes)}
+    nrows, ncols = _grid(len(panels))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.4 * ncols, 5.0 * nrows), squeeze=False, layout="constrained")
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, ((backend, backbone, label), group) in zip(axes.flat, panels):
+        acc_ax = ax.twinx()
+        handles: list[Any] = []
+        boundaries: set[float] = set()
+        marked = has_val = False
+        for size, g in sorted(group.groupby("size_per_class")):
+            epochs, losses, accs, hist, bests, note = _seed_lines(g)
+            colour = colours[size]
+            dots = 3 if len(epochs) <= 30 else 0  # a dot per epoch only while they stay apart
+            ax.plot(epochs, losses, color=colour, lw=1.6, marker="o", ms=dots)
+            if any(not math.isnan(a) for a in accs):
+                has_val = True
+                acc_ax.plot(epochs, accs, color=colour, lw=1.6, ls="--", marker="o", ms=dots, mfc="white")
+            handles.append(Line2D([], [], color=colour, lw=2, label=f"n={size} per class ({note})"))
+            boundaries.update(finetune_starts(hist))
+            for best in bests:
+                if best in epochs and not math.isnan(accs[epochs.index(best)]):
+                    acc_ax.plot([best], [accs[epochs.index(best)]], marker="*", ms=13, color=colour,
+                                mec="black", mew=0.8, ls="none", zorder=5)
+                    marked = True
+        for x in sorted(boundaries):
+            ax.axvline(x, color="0.35", ls=(0, (4, 3)), lw=1.2, zorder=0)
+            ax.text(x, 0.99, " fine-tune", transform=ax.get_xaxis_transform(), ha="left", va="top",
+                    fontsize=8, color="0.25")
+        handles.append(Line2D([], [], color="0.2", lw=1.6, label="train loss (left axis)"))
+        if has_val:
+            handles.append(Line2D([], [], color="0.2", lw=1.6, ls="--", label="validation accuracy (right axis)"))
+            acc_ax.set_ylabel("validation accuracy (%)")
+        else:  # no validation images: no empty right axis
+            acc_ax.set_yticks([])
+        if marked:
+            handles.append(Line2D([], [], marker="*", ms=11, color="0.5", mec="black", ls="none",
+                                  label="best epoch, each seed (weights kept)"))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch (all phases)")
+        ax.set_ylabel("train loss")
+        ax.set_title(_wrap(f"{label} - {backbone} ({backend})", 62), fontsize=10)
+        ax.grid(True, alpha=0.3)
+        ax.legend(handles=handles, fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2,
+                  frameon=False)
+    note = f"; first {len(panels)} of {total} configurations shown" if total > len(panels) else ""
+    fig.suptitle(f"{title}: learning curves per epoch{note}")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def confusion_plot(matrix: list[list[int]], classes: list[str], path: Path, title: str) -> Path:
+    """Heatmap of a confusion matrix: colour is the share of each true class, so rare classes read as well."""
+    plt = _pyplot()
+    n = len(matrix)
+    names = [str(c) for c in classes] if len(classes) == n else [str(i) for i in range(n)]
+    names = [c if len(c) <= 24 else c[:23] + "…" for c in names]
+    totals = [sum(r) for r in matrix]
+    shares = [[c / t if t else 0.0 for c in r] for r, t in zip(matrix, totals)]
+    side = max(4.8, (0.62 if n <= 12 else 0.45) * n + 2.6)
+    fig, ax = plt.subplots(figsize=(side + 1.2, side))
+    image = ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
+    cbar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    cbar.set_label("share of the true class")
+    cbar.ax.yaxis.set_major_formatter(lambda v, _: f"{v:.0%}")
+    font = 9 if n <= 8 else 7.5 if n <= 12 else 7
+    for i in range(n):
+        for j in range(n):
+            text = f"{matrix[i][j]}\n{shares[i][j]:.0%}" if n <= 12 else str(matrix[i][j])
+            ax.text(j, i, text, ha="center", va="center", fontsize=font,
+                    color="white" if shares[i][j] > 0.55 else "black")
+    cell_inches = (side - 1.8) / n
+    label_inches = max((len(c) for c in names), default=0) * (font + 1) * 0.6 / 72
+    long = label_inches > 0.9 * cell_inches  # horizontal names would run into each other
+    ax.set_xticks(range(n))
+    ax.set_xticklabels(names, rotation=45 if long else 0, ha="right" if long else "center",
+                       rotation_mode="anchor", fontsize=font + 1)
+    ax.set_yticks(range(n))
+    ax.set_yticklabels(names, fontsize=font + 1)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    correct = sum(matrix[i][i] for i in range(n))
+    overall = f"accuracy {correct / sum(totals):.1%} of {sum(totals)} images" if sum(totals) else "no images"
+    width = int(11 * (side + 1.2))  # characters of 10 pt text across the figure
+    fig.suptitle("\n".join([_wrap(line, width) for line in title.splitlines()] + [overall]), fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plain_log_formatter(**kwargs: Any) -> Any:
+    """Log-axis labels as plain numbers (0.1, 3, 20), on the ticks matplotlib would label anyway."""
+    from matplotlib.ticker import LogFormatter
+
+    class Plain(LogFormatter):
+        def __call__(self, x: float, pos: int | None = None) -> str:
+            return f"{x:g}" if super().__call__(x, pos) else ""
+
+    return Plain(**kwargs)
+
+
+def _cost(ok: pd.DataFrame) -> tuple[pd.Series, str]:
+    """Seconds a trial cost: training plus feature extraction where recorded, else the whole trial."""
+    train = pd.to_numeric(ok["train_time_s"], errors="coerce")
+    feature = pd.to_numeric(ok["feature_time_s"], errors="coerce").fillna(0.0)
+    wall = pd.to_numeric(ok["wall_s"], errors="coerce")
+    timed = train.notna() & (train + feature > 0)
+    cost = (train + feature).where(timed, wall)
+    if timed.all():
+        axis = "training + feature extraction time (s)"
+    elif not timed.any():
+        axis = "whole trial time, wall_s (s)"
+    else:
+        axis = "training + feature time (s); whole trial time where not recorded"
+    return cost, axis
+
+
+def cost_plot(df: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """Test accuracy against seconds spent per trial: which strategy buys accuracy cheaply. None without ok trials."""
+    ok = df[(df["status"] == "ok") & df["test_accuracy"].notna()]
+    if ok.empty:
+        return None
+    cost, axis = _cost(ok)
+    ok = ok.assign(label=row_labels(ok), cost=cost)
+    ok = ok[ok["cost"].notna() & (ok["cost"] > 0)]  # a log axis has no place for 0 or unknown seconds
+    if ok.empty:
+        return None
+    plt = _pyplot()
+    from matplotlib.lines import Line2D
+
+    labels = sorted(ok["label"].unique(), key=_natural)
+    sizes = sorted(ok["size_per_class"].unique())
+    palette = "tab10" if len(labels) <= 10 else "tab20"
+    cmap = plt.get_cmap(palette)
+    colours = {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
+    markers = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
+    shapes = {s: markers[i % len(markers)] for i, s in enumerate(sizes)}
+    panels = list(ok.groupby(["backend", "backbone"], sort=True))
+    total = len(panels)
+    panels = panels[:MAX_PANELS]
+    nrows, ncols = _grid(len(panels))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(6.0 * ncols, 4.4 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, ((backend, backbone), group) in zip(axes.flat, panels):
+        for (label, size), g in group.groupby(["label", "size_per_class"], sort=True):
+            ax.scatter(g["cost"], g["test_accuracy"] * 100, color=colours[label], marker=shapes[size], s=42,
+                       alpha=0.85, edgecolors="black", linewidths=0.4)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(_plain_log_formatter())
+        ax.xaxis.set_minor_formatter(_plain_log_formatter(minor_thresholds=(1, 0.4)))
+        ax.set_xlabel(axis)
+        ax.set_ylabel("test accuracy (%)")
+        ax.set_title(f"{backbone} ({backend})", fontsize=10)
+        ax.grid(True, which="both", alpha=0.25)
+    handles = [Line2D([], [], ls="none", marker="o", ms=8, color=colours[lab], mec="black", mew=0.4, label=lab)
+               for lab in labels]
+    handles += [Line2D([], [], ls="none", marker=shapes[s], ms=8, color="0.6", mec="black", mew=0.4,
+                       label=f"n={s} per class") for s in sizes]
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False,
+               title="strategy (colour), size (marker)", title_fontsize=8)
+    note = f"; first {len(panels)} of {total} backbones shown" if total > len(panels) else ""
+    fig.suptitle(f"{title}: test accuracy against training cost, one point per ok trial{note}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the legend sits right of the panels
+    plt.close(fig)
+    return path
+
+
+def configuration_of(trial_id: str) -> str:
+    """A trial id without its seed: the configuration whose seeds are summed."""
+    return trial_id.rsplit("/seed=", 1)[0]
+
+
+class ConfusionGroup(NamedTuple):
+    """A configuration's confusion matrix summed over its seeds."""
+
+    config: str  # the trial id without its seed
+    name: str  # backend/backbone/strategy label/n=SIZE, with only the parameters that vary in the run
+    matrix: list[list[int]]
+    seeds: int
+
+
+def confusion_configurations(df: pd.DataFrame, classes: list[str] | None) -> list[ConfusionGroup]:
+    """The first configurations (in id order, numbers read as numbers) with a confusion matrix, summed over seeds.
+
+    Matrices whose size differs from ``classes`` are left out: their rows cannot be named.
+    """
+    if not classes or "confusion" not in df.columns or df.empty:
+        return []
+    groups: dict[str, ConfusionGroup] = {}
+    for trial_id, value, backend, backbone, label, size in zip(
+            df["trial_id"], df["confusion"], df["backend"], df["backbone"], row_labels(df), df["size_per_class"]):
+        matrix = matrix_of(value)
+        if matrix is None or len(matrix) != len(classes):
+            continue
+        key = configuration_of(str(trial_id))
+        old = groups.get(key)
+        if old is None:
+            groups[key] = ConfusionGroup(key, f"{backend}/{backbone}/{label}/n={size}", matrix, 1)
+        else:
+            summed = [[a + b for a, b in zip(r, s)] for r, s in zip(old.matrix, matrix)]
+            groups[key] = old._replace(matrix=summed, seeds=old.seeds + 1)
+    return [groups[key] for key in sorted(groups, key=_natural)[:MAX_CONFUSION]]
+
+
+def plot_run(df: pd.DataFrame, out_dir: Path, title: str, classes: list[str] | None = None) -> list[Path]:
+    """Every plot into ``out_dir``; a plot with nothing to draw is left out.
+
+    ``classes``: the run's class names (``run.json``'s ``classes``); without them no confusion matrix is drawn.
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
-    plots = [accuracy_plot(df, out_dir / "accuracy.png", title), time_plot(df, out_dir / "epoch_time.png", title)]
+    plots = [accuracy_plot(df, out_dir / "accuracy.png", title), time_plot(df, out_dir / "epoch_time.png", title),
+             learning_curves_plot(df, out_dir / "learning_curves.png", title),
+             cost_plot(df, out_dir / "cost.png", title)]
+    for k, group in enumerate(confusion_configurations(df, classes), start=1):
+        summed = f"\nsummed over {group.seeds} seeds" if group.seeds > 1 else ""
+        plots.append(confusion_plot(group.matrix, list(classes or []), out_dir / f"confusion_{k}.png",
+                                    f"{title}: confusion matrix\n{group.name}{summed}"))
     return [p for p in plots if p is not None]

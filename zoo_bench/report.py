@@ -101,7 +101,25 @@ def _fmt_cell(group: pd.DataFrame) -> str:
         text += f"\n{div_text}"
     if failed:
         text += f"\n[red]{failed} failed[/red]"
+    if "chosen" in ok.columns and ok["chosen"].notna().any():
+        text += _fmt_tuning(ok)
     return text
+
+
+def _fmt_tuning(ok: pd.DataFrame) -> str:
+    """The chosen values, how many configurations were tried, and what tuning cost next to the chosen trial."""
+    from .selection import format_chosen
+
+    tried = int(ok["configs_tried"].max())
+    tuning = float(ok["tuning_time_s"].astype(float).mean())
+    chosen = float(ok["chosen_time_s"].astype(float).mean())
+    fallback = " (by val_accuracy)" if (ok["selected_by"] != ok["select_metric"]).any() else ""
+    refit = ""
+    statuses = set(ok["refit_status"].dropna()) if "refit_status" in ok.columns else set()
+    if statuses - {"ok"}:
+        refit = f"\n[red]refit {', '.join(sorted(statuses - {'ok'}))}: not refit[/red]"
+    return (f"\n[cyan]{escape(format_chosen(ok))}[/cyan]{fallback}"
+            f"\nof {tried} configs; tuning {_fmt_seconds(tuning)} (chosen {_fmt_seconds(chosen)}){refit}")
 
 
 def _fmt_seconds(s: float) -> str:
@@ -190,7 +208,25 @@ def grouped_table(df: pd.DataFrame, by: list[str], title: str = "") -> Table:
     return table
 
 
-def print_tables(df: pd.DataFrame, title: str = "") -> None:
+def print_tables(df: pd.DataFrame, title: str = "", selection: dict[str, Any] | None = None,
+                 show_all: bool = False) -> None:
+    """The run's tables. A run with ``[select]`` shows its defaults and its tuned choice (``show_all``: every configuration)."""
+    if selection and not show_all:
+        from .selection import choose, default_rows, strip_tuned
+
+        metric = selection.get("metric", "val_accuracy")
+        defaults = strip_tuned(default_rows(df, selection), selection)
+        tuned = strip_tuned(choose(df, selection), selection)
+        for table in results_tables(defaults, f"{title} defaults"):
+            table.caption = "each strategy at its default settings; " + CAPTION
+            out.print(table)
+        for table in results_tables(tuned, f"{title} tuned on {metric}"):
+            refit = " refit on train + validation, then tested;" if selection.get("refit") else ""
+            table.caption = (f"per seed, the configuration with the best {metric} (ties: validation loss, then trial "
+                             f"id);{refit} its test accuracy; the chosen values (×seeds), configurations tried, tuning = "
+                             "total trial time of a seed's configurations, mean over seeds; " + CAPTION)
+            out.print(table)
+        return
     for table in results_tables(df, title):
         out.print(table)
     if not df.empty:

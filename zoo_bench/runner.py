@@ -151,7 +151,7 @@ def selection_meta(suite: Suite) -> dict[str, Any] | None:
     if suite.select_metric is None:
         return None
     return {"metric": suite.select_metric, "tuned": {k: list(v) for k, v in suite.tuned.items()},
-            "defaults": suite.tuned_defaults}
+            "defaults": suite.tuned_defaults, "refit": suite.refit}
 
 
 def make_backends(suite: Suite, registry: Registry, options: RunOptions) -> dict[str, Backend | Exception]:
@@ -200,7 +200,8 @@ def one_line(exc: BaseException) -> str:
 def trial_row(trial: Trial) -> dict[str, Any]:
     """The identifying fields every row starts with."""
     return {"trial_id": trial.id, "backend": trial.backend, "backbone": trial.backbone, "strategy": trial.strategy,
-            "params": trial.param_dict, "size_per_class": trial.size, "seed": trial.seed, "status": "error",
+            "params": trial.param_dict, "size_per_class": trial.size, "seed": trial.seed, "refit": trial.refit,
+            "status": "error",
             "error": None, "diverged_epoch": None}
 
 
@@ -238,11 +239,14 @@ class Runner:
         rows = []
         try:
             for trial in todo:
-                self.reporter.trial_started(trial)
-                row = self.isolation.run_trial(trial) if self.isolation else self.run_trial(trial)
-                self.store.append(row)
-                rows.append(row)
-                self.reporter.trial_finished(trial, row)
+                rows.append(self._run_one(trial))
+            if self.suite.refit:  # the choices exist only now that every configuration has finished
+                refits = [t for t in refit_trials(self.store.rows(), selection_meta(self.suite), trials)
+                          if t.id not in done]
+                if refits:
+                    self.reporter.start(len(refits), 0)
+                for trial in refits:
+                    rows.append(self._run_one(trial))
         except BaseException:  # Ctrl-C or a fatal error: abandon the trial in progress at once
             if self.isolation:
                 self.isolation.close(kill=True)
@@ -252,6 +256,13 @@ class Runner:
                 self.isolation.close()
             self.reporter.close()
         return rows
+
+    def _run_one(self, trial: Trial) -> dict[str, Any]:
+        self.reporter.trial_started(trial)
+        row = self.isolation.run_trial(trial) if self.isolation else self.run_trial(trial)
+        self.store.append(row)
+        self.reporter.trial_finished(trial, row)
+        return row
 
     def run_trial(self, trial: Trial) -> dict[str, Any]:
         """One trial, never raising (except on interrupt): failures become "error" or "diverged" rows."""
@@ -314,6 +325,8 @@ class Runner:
         spec = self.registry.backbones[trial.backend][trial.backbone]
         image_size = self.suite.image_size or spec.image_size
         sub = sampling.subset(self.listing, trial.size, trial.seed, self.suite.dataset["val_fraction"])
+        if trial.refit:  # the chosen configuration again, on every image of the size; nothing held out
+            sub = sampling.Subset(train=sub.train + sub.val, val=())
         train = self.images.load(sub.train, image_size)
         val = self.images.load(sub.val, image_size)
         if image_size not in self._test:
@@ -350,6 +363,23 @@ class Runner:
             "image_size": image_size, "device": device.kind, "device_name": device.name,
             "precision": device.precision, "backend_settings": device.settings,
         }
+
+
+def refit_trials(rows: list[dict[str, Any]], selection: dict[str, Any] | None, trials: list[Trial]) -> list[Trial]:
+    """One refit trial per cell whose configurations all finished: the chosen one, on train + validation.
+
+    Cells of the run's own trials only (``--trials`` may have picked a part of the grid).
+    """
+    from .results import to_dataframe
+    from .selection import choose
+
+    wanted = {t.id for t in trials}
+    done = [r for r in rows if r["trial_id"] in wanted and not r.get("refit")]
+    if not selection or not done:
+        return []
+    by_id = {t.id: t for t in trials}
+    chosen = choose(to_dataframe(done), selection)
+    return [dataclasses.replace(by_id[tid], refit=True) for tid in chosen["trial_id"]]
 
 
 MAX_CLASSES_IN_ROW = 20  # a confusion matrix of more classes goes to the trial's side file only

@@ -19,7 +19,8 @@ import pandas as pd
 
 from .grid import strategy_label
 
-TUNED_COLUMNS = ["chosen", "configs_tried", "configs_ok", "tuning_time_s", "chosen_time_s", "selected_by"]
+TUNED_COLUMNS = ["chosen", "configs_tried", "configs_ok", "tuning_time_s", "chosen_time_s", "selected_by",
+                 "select_metric", "refit_status"]
 
 
 def _num(v: Any) -> float | None:
@@ -67,6 +68,8 @@ def default_rows(df: pd.DataFrame, selection: dict[str, Any] | None) -> pd.DataF
     """The trials whose tuned parameters are at the strategy's defaults: what an untuned run reports."""
     if df.empty or not selection:
         return df
+    if "refit" in df.columns:
+        df = df[~df["refit"].fillna(False).astype(bool)]
     defaults = selection.get("defaults") or {}
 
     def at_default(row: pd.Series) -> bool:
@@ -81,11 +84,18 @@ def choose(df: pd.DataFrame, selection: dict[str, Any]) -> pd.DataFrame:
 
     Extra columns: ``chosen`` (the tuned parameters' values), ``configs_tried`` (trials in the cell,
     failed ones included), ``configs_ok``, ``tuning_time_s`` (the sum of ``wall_s`` over the cell's
-    trials), ``chosen_time_s`` (the chosen trial's ``wall_s``), ``selected_by`` (the metric used).
-    Cells without any ok trial are left out.
+    trials, and the refit's), ``chosen_time_s`` (the chosen trial's ``wall_s``), ``selected_by`` (the
+    metric used), ``refit_status`` (with ``refit``: the refit trial's status, "missing" before it ran; its
+    test numbers replace the chosen trial's when it is ok). Cells without any ok trial are left out.
     """
     metric = selection.get("metric", "val_accuracy")
     out = []
+    refits = {}
+    if "refit" in df.columns:  # refit rows are results of a choice, not candidates
+        is_refit = df["refit"].fillna(False).astype(bool)
+        refits = {tid.rsplit("/refit", 1)[0]: row for tid, row in zip(df.loc[is_refit, "trial_id"],
+                                                                        df[is_refit].to_dict("records"))}
+        df = df[~is_refit]
     if df.empty:
         return df.assign(**{c: None for c in TUNED_COLUMNS})
     keys = df.apply(lambda r: (r["backend"], r["backbone"], r["strategy"], _cell_key(r, tuned_of(selection, r["strategy"])),
@@ -105,6 +115,17 @@ def choose(df: pd.DataFrame, selection: dict[str, Any]) -> pd.DataFrame:
         best["tuning_time_s"] = float(pd.to_numeric(cell["wall_s"], errors="coerce").fillna(0).sum())
         best["chosen_time_s"] = _num(best.get("wall_s"))
         best["selected_by"] = used
+        best["select_metric"] = metric
+        best["refit_status"] = None
+        if selection.get("refit"):
+            refit = refits.get(best["trial_id"])
+            best["refit_status"] = "missing" if refit is None else refit.get("status")
+            if refit is not None and refit.get("status") == "ok":  # report the refit model's test numbers
+                for col in ("test_accuracy", "test_loss", "test_balanced_accuracy", "test_macro_f1", "confusion",
+                            "per_class_accuracy", "epoch_time_s", "train_time_s", "epochs", "predictions_file"):
+                    if col in refit:
+                        best[col] = refit[col]
+                best["tuning_time_s"] += float(refit.get("wall_s") or 0.0)
         out.append(best)
     return pd.DataFrame(out).reset_index(drop=True) if out else df.iloc[0:0].assign(**{c: None for c in TUNED_COLUMNS})
 

@@ -35,7 +35,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "download": (False, "bool"),
     },
     "compare": {"fail": ([], "list[str]")},
-    "select": {"metric": ("val_accuracy", "str"), "search": ("none", "str"), "tune": ([], "list[str]")},
+    "select": {"metric": ("val_accuracy", "str"), "search": ("none", "str"), "tune": ([], "list[str]"),
+               "refit": (False, "bool")},
     "run": {
         "backends": (REQUIRED, "list[str]"), "backbones": (REQUIRED, "list[str]"),
         "batch_size": (32, "int"), "min_batch_size": (2, "int"), "image_size": (0, "int"), "precision": ("auto", "str"),
@@ -71,6 +72,7 @@ class Suite:
     select_metric: str | None = None  # model selection on validation when set ([select])
     tuned: dict[str, tuple[str, ...]] = field(default_factory=dict)  # strategy -> parameters selected over
     tuned_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> their default values
+    refit: bool = False  # retrain each chosen configuration on train + validation and test that
     profile: str | None = None
     profiles: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict)
@@ -260,6 +262,7 @@ def parse_suite(
         image_size=run["image_size"] or None, precision=run["precision"], device=run["device"],
         strategies=strategies, strategy_backbones=strategy_backbones, min_batch_size=run["min_batch_size"],
         select_metric=values["select"]["metric"] if "select" in data else None, tuned=tuned,
+        refit=bool(values["select"].get("refit")) if "select" in data else False,
         tuned_defaults={name: {k: registry.strategies[name].param_specs()[k].default for k in keys}
                         for name, keys in tuned.items()},
         profile=profile,
