@@ -64,7 +64,8 @@ def test_errored_trial_is_exit_3_even_with_a_regression(run_dir, tmp_path):
 
 def test_missing_trials_are_exit_3_and_new_trials_are_reported_not_failed(run_dir, tmp_path, capsys):
     def rename(rows):
-        return [dict(r, trial_id=r["trial_id"].replace("svm[C=1.0]", "svm[C=2.0]")) for r in rows]
+        return [dict(r, trial_id=r["trial_id"].replace("svm[C=1.0]", "svm[C=2.0]"), params={**r["params"], "C": 2.0})
+                for r in rows]
 
     current = edited_copy(run_dir, tmp_path, rename)
     assert main(["compare", str(run_dir), str(current), "--format", "json"]) == 3
@@ -102,3 +103,48 @@ def test_student_t_interval_and_single_seed():
     e = estimate([1.0, 2.0, 3.0])
     assert e.n == 3 and abs(e.half_width - 2.4841) < 1e-3  # t(0.975, 2) * 1 / sqrt(3)
     assert estimate([0.5]).half_width is None
+
+
+def test_rows_written_with_older_parameter_names_match_todays_configuration():
+    from zoo_bench.compare import Side, compare
+    from zoo_bench.plugins import load_plugins
+
+    strategies = load_plugins().strategies
+    old_params = {"n": 1, "epochs": 3, "lr": 1e-4, "optimizer": "adam", "head_epochs": 5, "head_lr": 1e-3,
+                  "augment": True, "hidden": [256], "dropout": 0.5}
+    new_params = {k: s.default for k, s in strategies["last_n"].param_specs().items()}
+    row = {"backend": "torch", "backbone": "m", "strategy": "last_n", "size_per_class": 8, "status": "ok",
+           "test_accuracy": 0.9, "epoch_time_s": 1.0}
+    base = Side("old", [dict(row, trial_id=f"torch/m/last_n[old]/n=8/seed={s}", params=old_params, seed=s)
+                        for s in (0, 1)], {})
+    cur = Side("new", [dict(row, trial_id=f"torch/m/last_n[new]/n=8/seed={s}", params=new_params, seed=s)
+                       for s in (0, 1)], {})
+    result = compare(base, cur, [], strategies)
+    assert result.exit_code == 0 and {line.status for line in result.lines} == {"info"}
+    assert len({line.config for line in result.lines}) == 1
+    changed = Side("new", [dict(r, params={**new_params, "finetune_lr": 1e-3}) for r in cur.rows], {})
+    assert compare(base, changed, [], strategies).exit_code == 3  # a different configuration: baseline's is missing
+
+
+def test_tuned_numbers_are_compared_and_gated():
+    from zoo_bench.compare import Gate, Side, compare
+
+    selection = {"metric": "val_accuracy", "tuned": {"svm": ["C"]}, "defaults": {"svm": {"C": 1.0}}}
+
+    def side(accuracies):
+        rows = []
+        for seed in (0, 1, 2):
+            for c, (val, test) in accuracies.items():
+                rows.append({"trial_id": f"torch/m/svm[C={c}]/n=8/seed={seed}", "backend": "torch", "backbone": "m",
+                             "strategy": "svm", "params": {"C": c}, "size_per_class": 8, "seed": seed,
+                             "status": "ok", "val_accuracy": val, "val_loss": None,
+                             "test_accuracy": test + seed * 0.001, "wall_s": 1.0})
+        return Side("s", rows, {}, {}, selection)
+
+    base = side({1.0: (0.8, 0.80), 10.0: (0.9, 0.95)})
+    worse = side({1.0: (0.8, 0.80), 10.0: (0.9, 0.85)})  # the chosen configuration's test accuracy fell
+    result = compare(base, worse, [Gate.parse("accuracy:-1pt")])
+    tuned = [line for line in result.lines if line.config.startswith("tuned:")]
+    assert [(line.config, line.status) for line in tuned if line.metric == "accuracy"] == [
+        ("tuned:torch/m/svm/n=8", "fail")]
+    assert result.exit_code == 1

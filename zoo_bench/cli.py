@@ -278,8 +278,12 @@ def _run_frame(run_dir: Path):
 def cmd_plot(args: argparse.Namespace) -> int:
     from .plots import plot_run
 
+    from .selection import display_frame
+
     df, meta = _run_frame(args.run_dir)
-    for path in plot_run(df, args.out or args.run_dir / "plots", meta.get("suite_name", args.run_dir.name)):
+    df = display_frame(df, meta.get("selection"))  # a tuned run: each strategy at its defaults, and tuned
+    for path in plot_run(df, args.out or args.run_dir / "plots", meta.get("suite_name", args.run_dir.name),
+                         meta.get("classes")):
         report.message(f"wrote {path}")
     return 0
 

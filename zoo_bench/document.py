@@ -26,6 +26,11 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
             acc = format_estimate(estimate(ok["test_accuracy"]), scale=100, unit="%")
             ept = estimate(ok["epoch_time_s"].dropna())
             row[f"n={size}"] = acc + ("" if ept is None else f"; {ept.mean:.3g} s/epoch")
+            if "chosen" in ok.columns and ok["chosen"].notna().any():
+                from .selection import format_chosen
+
+                row[f"n={size}"] += (f"; chose {format_chosen(ok)} of {int(ok['configs_tried'].max())} configs; "
+                                     f"tuning {ok['tuning_time_s'].astype(float).mean():.3g} s")
             for status in ("error", "diverged"):
                 count = int((g["status"] == status).sum())
                 if count:
@@ -82,15 +87,19 @@ CONFUSION_INTRO = ("Test images per true class (rows) and predicted class (colum
 
 def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str) -> Path:
     """Write the report to ``out``; images are embedded, so the file stands alone."""
+    from .selection import display_frame
+
     title = f"zoo-bench report: {meta.get('suite_name', 'run')} / {meta.get('run_id', '')}"
+    trials = len(df)
+    failed = int((df["status"] == "error").sum())
+    df = display_frame(df, meta.get("selection"))  # a tuned run: defaults and tuned rows
     table = summary_frame(df)
     machine = {k: meta.get(k) for k in ("devices", "cpu_count", "platform", "versions", "git_commit", "started_at")}
     plots, confusions = _figures(df, meta)
     suite_json = json.dumps(meta.get("suite", {}), indent=2, default=str)
     machine_json = json.dumps(machine, indent=2, default=str)
-    failed = int((df["status"] == "error").sum())
     if fmt == "md":
-        parts = [f"# {title}", "", f"{len(df)} trials, {failed} failed. Cells: test accuracy, mean ± half-width of "
+        parts = [f"# {title}", "", f"{trials} trials, {failed} failed. Cells: test accuracy, mean ± half-width of "
                  "the 95% CI over seeds (Student t), and the mean time per epoch.", "",
                  table.to_markdown(index=False), ""]
         for heading, caption, uri in plots:
@@ -118,7 +127,7 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str) ->
             "img{max-width:100%}figure{margin:0 0 2em}"
             "figcaption{color:#444;font-size:90%;max-width:60em;overflow-wrap:anywhere}"
             "pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p>{len(df)} trials, {failed} failed. Cells: test accuracy, mean ± "
+            f"<h1>{html.escape(title)}</h1><p>{trials} trials, {failed} failed. Cells: test accuracy, mean ± "
             "half-width of the 95% CI over seeds (Student t), and the mean time per epoch.</p>"
             f"{table.to_html(index=False, escape=True)}{imgs}"
             f"<h2>Machine and packages</h2><pre>{html.escape(machine_json)}</pre>"

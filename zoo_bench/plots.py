@@ -278,7 +278,7 @@ def learning_curves_plot(df: pd.DataFrame, path: Path, title: str) -> Path | Non
             acc_ax.set_yticks([])
         if marked:
             handles.append(Line2D([], [], marker="*", ms=11, color="0.5", mec="black", ls="none",
-                                  label="best epoch, each seed (weights kept)"))
+                                  label="best validation epoch, each seed"))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch (all phases)")
         ax.set_ylabel("train loss")

@@ -148,3 +148,22 @@ def format_chosen(group: pd.DataFrame) -> str:
     if len(parts) == 1:
         return parts[0][0]
     return ", ".join(f"{t} ×{n}" for t, n in parts)
+
+
+def display_frame(df: pd.DataFrame, selection: dict[str, Any] | None) -> pd.DataFrame:
+    """What plots and reports show of a run with ``[select]``: each strategy at its defaults, and tuned.
+
+    Tuned rows are the chosen trials under the strategy name ``"<strategy> tuned"``, with ``wall_s``
+    set to the cell's whole tuning cost (and no separate training time), so a cost plot places a tuned
+    strategy at what tuning it took. A run without selection is returned as it is.
+    """
+    if not selection or df.empty:
+        return df
+    defaults = strip_tuned(default_rows(df, selection), selection)
+    tuned = strip_tuned(choose(df, selection), selection)
+    if not tuned.empty:
+        tuned = tuned.assign(strategy=tuned["strategy"] + " tuned", wall_s=tuned["tuning_time_s"],
+                             train_time_s=None, feature_time_s=None)
+        tuned["trial_id"] = [t.replace(f"/{s}", f"/{s} tuned", 1) for t, s in
+                             zip(tuned["trial_id"], tuned["strategy"].str.replace(" tuned", ""))]
+    return pd.concat([defaults, tuned], ignore_index=True)
