@@ -202,3 +202,24 @@ def test_svm_agrees_across_backends_on_real_photos(tmp_path, cache_dir):
     for seed in (0, 1):
         assert acc[("torch", seed)] > 0.9
         assert abs(acc[("torch", seed)] - acc[("keras", seed)]) <= 0.005
+
+
+def test_keras_fit_keeps_the_best_epoch_and_stops_on_patience(backend):
+    from zoo_bench.backend import Monitor
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 32)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    xv = rng.normal(size=(32, 32)).astype(np.float32)
+    yv = (xv[:, 0] > 0).astype(np.int64)
+    head = backend.new_head(32, 2, HeadSpec((16,), 0.0))
+    monitor = Monitor(restore_best=True)
+    stats = backend.fit(head, x, y, epochs=8, optimizer=OptimizerSpec("sgd", 0.5), batch_size=16, val=(xv, yv),
+                        monitor=monitor)
+    best = stats[monitor.best_epoch - 1]
+    assert backend.evaluate(head, (xv, yv), 16) == pytest.approx((best.val_accuracy, best.val_loss), rel=1e-5)
+    assert all(s.val_loss is not None and s.lr == 0.5 for s in stats)
+    frozen = backend.new_head(32, 2, HeadSpec((16,), 0.0))
+    stopped = backend.fit(frozen, x, y, epochs=8, optimizer=OptimizerSpec("sgd", 1e-30), batch_size=16,
+                          val=(xv, yv), monitor=Monitor(patience=2))
+    assert len(stopped) == 3  # weights cannot move: epoch 1 is best, two stale epochs stop the fit

@@ -271,6 +271,19 @@ class Backend(ABC):
         """
         raise NotImplementedError
 
+    def evaluate(self, model: Any, val: tuple[np.ndarray, np.ndarray] | None, batch_size: int
+                 ) -> tuple[float | None, float | None]:
+        """Validation accuracy and mean cross-entropy of a model (loss None without :meth:`logits`)."""
+        if val is None or not len(val[1]):
+            return None, None
+        from .metrics import cross_entropy
+
+        try:
+            scores = self.logits(model, val[0], batch_size)
+        except NotImplementedError:
+            return float((self.predict(model, val[0], batch_size) == val[1]).mean()), None
+        return float((scores.argmax(axis=1) == val[1]).mean()), cross_entropy(scores, val[1])
+
     @abstractmethod
     def count_params(self, model: Any) -> tuple[int, int]:
         """(trainable, total) parameter counts."""

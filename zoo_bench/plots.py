@@ -30,8 +30,13 @@ def accuracy_plot(df: pd.DataFrame, path: Path, title: str) -> Path | None:
     fig, axes = plt.subplots(rows, cols, figsize=(7.5 * cols, 4.2 * rows), squeeze=False)
     for ax in axes.flat[len(panels):]:
         ax.axis("off")
+    # one colour per label, except that "<strategy> tuned" shares its strategy's colour, dashed
+    bases = sorted({label.replace(" tuned", "") for label in ok["label"]})
+    palette = plt.get_cmap("tab10" if len(bases) <= 10 else "tab20")
+    colour = {b: palette(i % palette.N) for i, b in enumerate(bases)}
     for ax, ((backend, backbone), group) in zip(axes.flat, panels):
         for label, g in group.groupby("label", sort=True):
+            tuned = " tuned" in label
             sizes, means, lows, highs = [], [], [], []
             for size, s in sorted(g.groupby("size_per_class")):
                 e = estimate(s["test_accuracy"])
@@ -39,8 +44,9 @@ def accuracy_plot(df: pd.DataFrame, path: Path, title: str) -> Path | None:
                 means.append(e.mean * 100)
                 lows.append(e.low * 100)
                 highs.append(e.high * 100)
-            line, = ax.plot(sizes, means, marker="o", label=label)
-            ax.fill_between(sizes, lows, highs, color=line.get_color(), alpha=0.15)
+            line, = ax.plot(sizes, means, marker="s" if tuned else "o", linestyle="--" if tuned else "-", label=label,
+                            color=colour[label.replace(" tuned", "")])
+            ax.fill_between(sizes, lows, highs, color=line.get_color(), alpha=0.08 if tuned else 0.15)
             ax.errorbar(sizes, means, yerr=[[m - lo for m, lo in zip(means, lows)], [h - m for m, h in zip(means, highs)]],
                         fmt="none", ecolor=line.get_color(), capsize=3, alpha=0.8)  # visible at a single size too
         ax.set_xscale("log")

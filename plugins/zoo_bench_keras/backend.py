@@ -227,7 +227,7 @@ class KerasBackend(Backend):
 
             def on_epoch_end(self, epoch, logs=None):
                 seconds = time.perf_counter() - self.start
-                val_acc, val_loss = backend._evaluate(model, val, batch_size)
+                val_acc, val_loss = backend.evaluate(model, val, batch_size)
                 loss = float((logs or {}).get("loss", float("nan")))
                 check_finite_loss(loss, epoch)
                 record = EpochStats(phase="images" if images else "features", seconds=seconds, images=len(y),
@@ -248,15 +248,6 @@ class KerasBackend(Backend):
         if best["weights"] is not None and monitor.best_epoch != monitor.epochs_done:
             train_model.set_weights(best["weights"])
         return stats
-
-    def _evaluate(self, model: Any, val, batch_size: int) -> tuple[float | None, float | None]:
-        """Validation accuracy and mean cross-entropy, or (None, None) without validation data."""
-        if val is None or not len(val[1]):
-            return None, None
-        from zoo_bench.metrics import cross_entropy
-
-        scores = self.logits(model, val[0], batch_size)
-        return float((scores.argmax(axis=1) == val[1]).mean()), cross_entropy(scores, val[1])
 
     def _inference_model(self, model: Any) -> Any:
         if isinstance(model, KerasClassifier):

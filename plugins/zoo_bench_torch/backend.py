@@ -221,7 +221,7 @@ class TorchBackend(Backend):
             seconds = time.perf_counter() - start
             mean_loss = float(total_loss.item() / max(seen, 1))
             check_finite_loss(mean_loss, epoch)
-            val_acc, val_loss = self._evaluate(model, val, batch_size)
+            val_acc, val_loss = self.evaluate(model, val, batch_size)
             record = EpochStats(phase=phase, seconds=seconds, images=seen, train_loss=mean_loss,
                                 val_accuracy=val_acc, val_loss=val_loss, lr=float(opt.param_groups[0]["lr"]))
             stats.append(record)
@@ -240,15 +240,6 @@ class TorchBackend(Backend):
     def _weights(self, model: Any) -> dict:
         """A copy of every weight and buffer (for restoring the best epoch)."""
         return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-    def _evaluate(self, model: Any, val, batch_size: int) -> tuple[float | None, float | None]:
-        """Validation accuracy and mean cross-entropy, or (None, None) without validation data."""
-        if val is None or not len(val[1]):
-            return None, None
-        from zoo_bench.metrics import cross_entropy
-
-        scores = self.logits(model, val[0], batch_size)
-        return float((scores.argmax(axis=1) == val[1]).mean()), cross_entropy(scores, val[1])
 
     def recalibrate_batchnorm(self, model: Any, x: np.ndarray, batch_size: int) -> None:
         torch = self.torch
