@@ -349,8 +349,10 @@ class Runner:
         fields = summarise_epochs(outcome.epochs)
         if outcome.train_time_s is not None:
             fields["train_time_s"] = outcome.train_time_s
-        fields.update(score_fields(outcome, test.labels, val.labels, len(self.listing.classes)))
-        fields["predictions_file"] = write_predictions(self.store.run_dir, trial, test, outcome,
+        test_scores = scores_of(outcome.test_pred, test.labels, len(self.listing.classes),
+                                outcome.test_scores if outcome.scores_are_logits else None)
+        fields.update(score_fields(outcome, test_scores, val.labels, len(self.listing.classes)))
+        fields["predictions_file"] = write_predictions(self.store.run_dir, trial, test, outcome, test_scores,
                                                        len(self.listing.classes))
         return {
             **fields,
@@ -366,9 +368,10 @@ class Runner:
 
 
 def refit_trials(rows: list[dict[str, Any]], selection: dict[str, Any] | None, trials: list[Trial]) -> list[Trial]:
-    """One refit trial per cell whose configurations all finished: the chosen one, on train + validation.
+    """One refit trial per cell with an ok configuration: the chosen one, on train + validation.
 
-    Cells of the run's own trials only (``--trials`` may have picked a part of the grid).
+    Called once every trial of the run has ended; cells of the run's own trials only (``--trials`` may
+    have picked a part of the grid).
     """
     from .results import to_dataframe
     from .selection import choose
@@ -392,11 +395,10 @@ def history(epochs: list[EpochStats]) -> list[dict[str, Any]]:
             for i, e in enumerate(epochs, start=1)]
 
 
-def score_fields(outcome: Outcome, test_labels: np.ndarray, val_labels: np.ndarray, num_classes: int
+def score_fields(outcome: Outcome, test: dict[str, Any], val_labels: np.ndarray, num_classes: int
                  ) -> dict[str, Any]:
-    """The row's scores: test (the reported number) and validation (what selection may use)."""
+    """The row's scores: test (``scores_of`` the test part: the reported number) and validation (what selection may use)."""
     logits = outcome.scores_are_logits
-    test = scores_of(outcome.test_pred, test_labels, num_classes, outcome.test_scores if logits else None)
     fits = num_classes <= MAX_CLASSES_IN_ROW
     out: dict[str, Any] = {
         "test_accuracy": test["accuracy"], "test_loss": test["loss"],
@@ -421,7 +423,8 @@ def predictions_name(trial: Trial) -> str:
     return f"{readable[:80]}-{hashlib.blake2b(trial.id.encode(), digest_size=6).hexdigest()}"
 
 
-def write_predictions(run_dir: Path, trial: Trial, test: Any, outcome: Outcome, num_classes: int) -> str:
+def write_predictions(run_dir: Path, trial: Trial, test: Any, outcome: Outcome, scores: dict[str, Any],
+                      num_classes: int) -> str:
     """Per-image test predictions (image, label, prediction, class scores) as Parquet; the row keeps the path.
 
     With many classes, the confusion matrix and per-class accuracy go beside it as JSON.
@@ -439,9 +442,6 @@ def write_predictions(run_dir: Path, trial: Trial, test: Any, outcome: Outcome, 
         frame["scores"] = list(np.asarray(outcome.test_scores, np.float32))
     atomic_write(folder / f"{name}.parquet", frame.to_parquet(index=False))
     if num_classes > MAX_CLASSES_IN_ROW:
-        from .metrics import scores_of as _scores
-
-        detail = _scores(outcome.test_pred, test.labels, num_classes, None)
-        atomic_write(folder / f"{name}.json", json.dumps({"trial_id": trial.id, "confusion": detail["confusion"],
-                                                          "per_class_accuracy": detail["per_class_accuracy"]}).encode())
+        atomic_write(folder / f"{name}.json", json.dumps({"trial_id": trial.id, "confusion": scores["confusion"],
+                                                          "per_class_accuracy": scores["per_class_accuracy"]}).encode())
     return f"predictions/{name}.parquet"

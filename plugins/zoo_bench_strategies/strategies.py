@@ -19,7 +19,6 @@ from zoo_bench import DivergedError, EpochStats, OptimizerSpec, Outcome, Strateg
 from zoo_bench.backend import Monitor
 from zoo_bench.params import EARLY_STOPPING, HEAD_PARAMS, Param, augment, epochs, lr, momentum, optimizer, weight_decay
 
-HEAD = HEAD_PARAMS
 
 # Default search spaces for `[select] search = "default"`: decade-spaced grids around the defaults,
 # the way the transfer protocols tune (Kornblith et al. 2019 and ELEVATER: the linear probe's
@@ -128,9 +127,8 @@ class Svm(Strategy):
             return np.stack([-d, d], axis=1) if d.ndim == 1 else d  # two classes: one margin, as two scores
 
         val = scores("val") if len(ctx.val.labels) else None
-        test = scores("test")
-        return Outcome(test_pred=clf.predict(ctx.features("test")),
-                       val_pred=clf.predict(ctx.features("val")) if val is not None else None,
+        test = scores("test")  # LinearSVC's prediction is the argmax of these scores
+        return Outcome(test_pred=test.argmax(axis=1), val_pred=val.argmax(axis=1) if val is not None else None,
                        trainable_params=n_svm, total_params=base_total + n_svm, train_time_s=fit_s,
                        test_scores=test, val_scores=val, scores_are_logits=False)
 
@@ -140,7 +138,7 @@ class LastLayer(Strategy):
 
     name = "last_layer"
     params = {"epochs": epochs(20), "lr": lr(1e-3), "optimizer": optimizer("adam"), "weight_decay": weight_decay(),
-              "momentum": momentum(), **HEAD, **EARLY_STOPPING}
+              "momentum": momentum(), **HEAD_PARAMS, **EARLY_STOPPING}
     search_space = {"lr": HEAD_LRS, "weight_decay": HEAD_WDS}
     description = "frozen base, new classification head"
 
@@ -159,7 +157,7 @@ def two_phase_params(head_epochs: int, finetune_epochs: int, finetune_lr: float,
         "head_weight_decay": weight_decay(), "head_momentum": momentum(),
         "finetune_epochs": epochs(finetune_epochs), "finetune_lr": lr(finetune_lr),
         "finetune_optimizer": optimizer(finetune_optimizer), "finetune_weight_decay": weight_decay(),
-        "finetune_momentum": momentum(), "augment": augment(), **HEAD, **EARLY_STOPPING,
+        "finetune_momentum": momentum(), "augment": augment(), **HEAD_PARAMS, **EARLY_STOPPING,
     }
 
 
@@ -219,7 +217,7 @@ class _WholeNetwork(Strategy):
 
 def whole_network_params(epochs_: int, lr_: float) -> dict[str, Param]:
     return {"epochs": epochs(epochs_), "lr": lr(lr_), "optimizer": optimizer("adam"), "weight_decay": weight_decay(),
-            "momentum": momentum(), "augment": augment(), **HEAD, **EARLY_STOPPING}
+            "momentum": momentum(), "augment": augment(), **HEAD_PARAMS, **EARLY_STOPPING}
 
 
 class Full(_WholeNetwork):
