@@ -74,6 +74,27 @@ class HeadSpec:
     dropout: float = 0.5
 
 
+@dataclass(frozen=True)
+class HeadFit:
+    """One head of a head sweep (:meth:`Backend.fit_heads`): its shape, optimiser and stopping rule."""
+
+    head: HeadSpec
+    optimizer: OptimizerSpec
+    restore_best: bool = False
+    patience: int = 0
+
+
+@dataclass
+class HeadFitResult:
+    """A head trained in a sweep: the model handle, its epochs, and where it peaked or diverged."""
+
+    head: Any
+    epochs: list["EpochStats"]
+    best_epoch: int | None = None
+    diverged_epoch: int | None = None
+    diverged_loss: float | None = None
+
+
 @dataclass
 class EpochStats:
     """What one epoch of training cost and gave.
@@ -251,6 +272,20 @@ class Backend(ABC):
         with the weights of the best epoch so far (of this fit, or the starting weights when an
         earlier phase was better).
         """
+
+    def fit_heads(self, x: np.ndarray, y: np.ndarray, fits: list[HeadFit], *, num_classes: int, epochs: int,
+                  batch_size: int, seed: int, val: tuple[np.ndarray, np.ndarray] | None = None,
+                  on_epoch: EpochCallback | None = None) -> list[HeadFitResult]:
+        """Train one new head per ``fits`` entry on the same features, together (optional verb).
+
+        A backend that implements it must give every head exactly what this call with that head
+        alone gives (same initial weights from ``seed``, same shuffle, its own dropout masks), so a
+        result never depends on which heads it was trained with. Epoch ``seconds`` are the shared
+        pass divided by the number of heads trained in it, so summing them over a sweep gives its
+        cost once. ``on_epoch`` reports the first head's epochs. A head whose loss stops being
+        finite stops there (``diverged_epoch``) without stopping the others.
+        """
+        raise NotImplementedError
 
     @abstractmethod
     def recalibrate_batchnorm(self, model: Any, x: np.ndarray, batch_size: int) -> None:

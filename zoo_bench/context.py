@@ -7,9 +7,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .backend import Backend, BackboneSpec, EpochCallback, HeadSpec
+from .backend import Backend, BackboneSpec, EpochCallback, HeadFit, HeadFitResult, HeadSpec
 from .errors import ZooBenchError
 from .images import Batch
+from .sweeps import HeadSweeps, params_key
 
 
 class FeatureCache:
@@ -75,6 +76,10 @@ class TrialContext:
     feature_cache: FeatureCache
     on_epoch: EpochCallback | None = None
     feature_time_s: float = 0.0
+    sweep: tuple[dict[str, Any], ...] = ()  # parameters of this trial's pending sweep, its own first
+    sweep_key: Any = None  # what the sweep's trials share (sweeps.sweep_key)
+    head_sweeps: HeadSweeps | None = None  # heads trained by an earlier trial of the same sweep
+    sweep_heads: int | None = None  # heads trained together with this trial's head, itself included
 
     def part(self, name: str) -> Batch:
         """The ``train``, ``val`` or ``test`` images."""
@@ -118,3 +123,28 @@ class TrialContext:
             if self.on_epoch is not None:
                 self.on_epoch(phase_offset + index, total, stats)
         return callback
+
+    def train_heads(self, params: dict[str, Any], fit_of: Callable[[dict[str, Any]], HeadFit],
+                    epochs: int) -> HeadFitResult:
+        """This trial's head on cached features, trained together with its sweep's heads.
+
+        ``fit_of`` maps a trial's parameters to its :class:`HeadFit`. The first trial of a sweep trains
+        every pending head in one :meth:`Backend.fit_heads` call and leaves the others theirs; raises
+        NotImplementedError where the backend has no ``fit_heads`` (the strategy then fits alone).
+        """
+        key = (self.sweep_key, self.batch_size, self.image_size)
+        if self.head_sweeps is not None and self.sweep:
+            done = self.head_sweeps.take(key, params)
+            if done is not None:
+                self.sweep_heads, result = done
+                return result
+        mine = params_key(params)
+        configs = [params] + [q for q in self.sweep if params_key(q) != mine]
+        results = self.backend.fit_heads(
+            self.features("train"), self.train.labels, [fit_of(q) for q in configs], num_classes=self.num_classes,
+            epochs=epochs, batch_size=self.batch_size, seed=self.seed, val=self.val_data(features=True),
+            on_epoch=self.epoch_callback(0, epochs))
+        self.sweep_heads = len(configs)
+        if self.head_sweeps is not None and len(configs) > 1:
+            self.head_sweeps.put(key, {params_key(q): (len(configs), r) for q, r in zip(configs[1:], results[1:])})
+        return results[0]

@@ -78,10 +78,11 @@ def _worker_main(setup: WorkerSetup, conn) -> None:
         conn.send(("setup_error", traceback.format_exc()))
         return
     while True:
-        trial = conn.recv()
-        if trial is None:
+        message = conn.recv()
+        if message is None:
             return
-        conn.send(("row", runner.run_trial(trial)))
+        trial, sweep = message
+        conn.send(("row", runner.run_trial(trial, sweep)))
 
 
 def _exit_with_parent() -> None:
@@ -136,7 +137,7 @@ class IsolatedTrials:
         child.close()
         self.proc, self.conn, self.key = proc, parent, key
 
-    def run_trial(self, trial: Trial) -> dict[str, Any]:
+    def run_trial(self, trial: Trial, sweep: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
         """The trial's row from a worker, or an error row saying how the worker died."""
         key = (trial.backend, trial.backbone)
         if key in self.setup_errors:  # this worker could not start before: fail at once, same reason
@@ -145,7 +146,7 @@ class IsolatedTrials:
             self._start(key)
         start = time.perf_counter()
         try:
-            self.conn.send(trial)
+            self.conn.send((trial, sweep))
             while True:
                 if self.conn.poll(POLL_S):
                     kind, payload = self.conn.recv()

@@ -22,6 +22,7 @@ from .context import FeatureCache, TrialContext
 from .dataset import Listing
 from .errors import DataError, DivergedError, SuiteError, ZooBenchError
 from .grid import Trial
+from .sweeps import HeadSweeps, group_sweeps, sweep_key
 from .images import ImageCache
 from .memory import PeakRSS
 from .plugins import Registry
@@ -227,6 +228,7 @@ class Runner:
         self.isolation = isolation
         self.images = ImageCache(options.cache_dir)
         self.features = FeatureCache()
+        self.head_sweeps = HeadSweeps()
         self._test: dict[int, Any] = {}  # image size -> the stacked test part, shared by every trial
         self._skipped_logged: set[str] = set()
 
@@ -234,12 +236,12 @@ class Runner:
         """Run the trials not yet finished; return the rows written now."""
         self.store.heal()  # a line cut by an earlier kill; rows of this process are written whole
         done = self.store.finished_ids()
-        todo = [t for t in trials if t.id not in done]
+        todo, sweeps = group_sweeps([t for t in trials if t.id not in done], self.sweep_params())
         self.reporter.start(len(trials), len(trials) - len(todo))
         rows = []
         try:
             for trial in todo:
-                rows.append(self._run_one(trial))
+                rows.append(self._run_one(trial, sweeps.get(trial.id, ())))
             if self.suite.refit:  # the choices exist only now that every configuration has finished
                 refits = [t for t in refit_trials(self.store.rows(), selection_meta(self.suite), trials)
                           if t.id not in done]
@@ -257,19 +259,26 @@ class Runner:
             self.reporter.close()
         return rows
 
-    def _run_one(self, trial: Trial) -> dict[str, Any]:
+    def sweep_params(self) -> dict[str, tuple[str, ...]]:
+        """Strategy name -> the parameters its head sweeps may differ in."""
+        return {name: tuple(getattr(cls, "sweep_params", ())) for name, cls in self.registry.strategies.items()}
+
+    def _run_one(self, trial: Trial, sweep: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
         self.reporter.trial_started(trial)
-        row = self.isolation.run_trial(trial) if self.isolation else self.run_trial(trial)
+        row = self.isolation.run_trial(trial, sweep) if self.isolation else self.run_trial(trial, sweep)
         self.store.append(row)
         self.reporter.trial_finished(trial, row)
         return row
 
-    def run_trial(self, trial: Trial) -> dict[str, Any]:
-        """One trial, never raising (except on interrupt): failures become "error" or "diverged" rows."""
+    def run_trial(self, trial: Trial, sweep: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+        """One trial, never raising (except on interrupt): failures become "error" or "diverged" rows.
+
+        ``sweep``: the parameters of the pending trials of its head sweep (``sweeps.group_sweeps``).
+        """
         start = time.perf_counter()
         row = trial_row(trial)
         try:
-            row.update(self._execute_with_retry(trial))
+            row.update(self._execute_with_retry(trial, sweep))
             row["status"] = "ok"
         except DivergedError as exc:  # a result, not a failure: this configuration does not train
             row.update(status="diverged", error=one_line(exc), diverged_epoch=exc.epoch)
@@ -282,13 +291,13 @@ class Runner:
         row["finished_at"] = now_iso()
         return row
 
-    def _execute_with_retry(self, trial: Trial) -> dict[str, Any]:
+    def _execute_with_retry(self, trial: Trial, sweep: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
         """Run the trial; on accelerator out-of-memory halve the batch size down to the floor."""
         batch_size, floor = self.suite.batch_size, self.suite.min_batch_size
         backend = self.backends[trial.backend]
         while True:
             try:
-                fields = self._execute(trial, batch_size)
+                fields = self._execute(trial, batch_size, sweep)
                 fields["batch_size"] = batch_size
                 return fields
             except Exception as exc:
@@ -318,7 +327,7 @@ class Runner:
             with open(self.store.run_dir / "skipped_images.txt", "a") as fh:
                 fh.write("".join(f"{p}\t{reasons[p]}\n" for p in new))
 
-    def _execute(self, trial: Trial, batch_size: int) -> dict[str, Any]:
+    def _execute(self, trial: Trial, batch_size: int, sweep: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
         backend = self.backends[trial.backend]
         if isinstance(backend, Exception):
             raise backend
@@ -340,7 +349,8 @@ class Runner:
         hidden_test = dataclasses.replace(test, labels=np.full(len(test.labels), -1, np.int64))
         ctx = TrialContext(backend=backend, spec=spec, image_size=image_size, batch_size=batch_size,
                            num_classes=len(self.listing.classes), seed=trial.seed, train=train, val=val,
-                           test=hidden_test, feature_cache=self.features, on_epoch=self.reporter.epoch)
+                           test=hidden_test, feature_cache=self.features, on_epoch=self.reporter.epoch,
+                           sweep=sweep, sweep_key=sweep_key(trial, strategy.sweep_params), head_sweeps=self.head_sweeps)
         backend.reset_peak_memory()
         with PeakRSS() as rss:
             outcome = strategy.run(ctx, trial.param_dict)
@@ -357,6 +367,7 @@ class Runner:
         return {
             **fields,
             "feature_time_s": ctx.feature_time_s,
+            "sweep_heads": ctx.sweep_heads,
             "peak_memory_mb": gpu_peak if gpu_peak is not None else rss.peak_mb,
             "peak_memory_kind": "accelerator" if gpu_peak is not None else "process_rss",
             "trainable_params": outcome.trainable_params, "total_params": outcome.total_params,

@@ -44,6 +44,9 @@ class Strategy(ABC):
         search_space: the values ``[select] search = "default"`` tries for each tuned parameter.
         renamed_params: old parameter name -> today's, so rows and baselines written with the old
             name still match (a suite using an old name is told the new one).
+        sweep_params: parameters that only change the new head trained on cached features; trials
+            of a cell that differ only in these form a head sweep and may be trained together
+            (:meth:`zoo_bench.TrialContext.train_heads`).
         pretrained: whether the base starts from pretrained weights.
         description: one line for ``zoo-bench plugins``.
     """
@@ -52,6 +55,7 @@ class Strategy(ABC):
     params: ClassVar[dict[str, Any]] = {}
     search_space: ClassVar[dict[str, list[Any]]] = {}
     renamed_params: ClassVar[dict[str, str]] = {}
+    sweep_params: ClassVar[tuple[str, ...]] = ()
     pretrained: ClassVar[bool] = True
     description: ClassVar[str] = ""
 

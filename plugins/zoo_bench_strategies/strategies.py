@@ -16,7 +16,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
 from zoo_bench import DivergedError, EpochStats, OptimizerSpec, Outcome, Strategy, TrialContext
-from zoo_bench.backend import Monitor
+from zoo_bench.backend import HeadFit, HeadSpec, Monitor
 from zoo_bench.params import EARLY_STOPPING, HEAD_PARAMS, Param, augment, epochs, lr, momentum, optimizer, weight_decay
 
 
@@ -140,13 +140,28 @@ class LastLayer(Strategy):
     params = {"epochs": epochs(20), "lr": lr(1e-3), "optimizer": optimizer("adam"), "weight_decay": weight_decay(),
               "momentum": momentum(), **HEAD_PARAMS, **EARLY_STOPPING}
     search_space = {"lr": HEAD_LRS, "weight_decay": HEAD_WDS}
+    sweep_params = ("lr", "optimizer", "weight_decay", "momentum", "hidden", "dropout", "restore_best", "patience")
     description = "frozen base, new classification head"
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
         monitor = monitor_for(p)
-        head, stats = train_head(ctx, p, p["epochs"], head_optimizer(p), p["epochs"], monitor, "train")
+        try:
+            result = ctx.train_heads(p, head_fit, p["epochs"])
+        except NotImplementedError:  # a backend without fit_heads: this head alone
+            head, stats = train_head(ctx, p, p["epochs"], head_optimizer(p), p["epochs"], monitor, "train")
+        else:
+            if result.diverged_epoch is not None:
+                raise DivergedError(result.diverged_epoch, result.diverged_loss)
+            head, stats = result.head, tag(result.epochs, "train")
+            monitor.best_epoch = result.best_epoch
         trainable, head_total = ctx.backend.count_params(head)
         return predicted(ctx, head, stats, trainable, frozen_base_params(ctx) + head_total, monitor, features=True)
+
+
+def head_fit(p: dict[str, Any]) -> HeadFit:
+    """A one-phase strategy's head as one head of a sweep."""
+    return HeadFit(HeadSpec(tuple(p["hidden"]), p["dropout"]), head_optimizer(p), restore_best=p["restore_best"],
+                   patience=p["patience"])
 
 
 def two_phase_params(head_epochs: int, finetune_epochs: int, finetune_lr: float, finetune_optimizer: str

@@ -13,6 +13,7 @@ import numpy as np
 
 from zoo_bench.backend import check_finite_loss, cpu_name
 from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, Device, EpochStats, HeadSpec, OptimizerSpec
+from zoo_bench.backend import HeadFit, HeadFitResult
 
 INSTALL = "pip install 'zoo-bench[torch]'"
 
@@ -236,6 +237,46 @@ class TorchBackend(Backend):
         if best_weights is not None and monitor.best_epoch != monitor.epochs_done:
             model.load_state_dict(best_weights)
         return stats
+
+    def fit_heads(self, x, y, fits: list[HeadFit], *, num_classes, epochs, batch_size, seed, val=None,
+                  on_epoch=None) -> list[HeadFitResult]:
+        """Every head of a sweep in one stacked pass per step (``head_sweep.fit_heads``).
+
+        Seeds: initial weights from ``seed``, the shuffle from its own stream derived from ``seed``,
+        dropout masks per head; so a head's result is the same alone or in any sweep. Without
+        validation data there is no best epoch and no early stopping (as :class:`Monitor`).
+        """
+        from .head_sweep import HeadConfig, fit_heads
+
+        configs = [HeadConfig(hidden=tuple(int(h) for h in f.head.hidden), dropout=float(f.head.dropout),
+                              optimizer=f.optimizer.name, lr=f.optimizer.lr, weight_decay=f.optimizer.weight_decay,
+                              momentum=f.optimizer.momentum, init_seed=seed,
+                              patience=f.patience if val is not None else 0, restore_best=f.restore_best)
+                   for f in fits]
+        x_dev, y_dev = self._to_tensor(x.astype(np.float32)), self._to_tensor(y)
+        val_dev = (self._to_tensor(val[0].astype(np.float32)), self._to_tensor(val[1])) if val is not None else None
+        order_rng = np.random.default_rng([seed, 0x73687566])  # the shuffle's own stream ("shuf")
+        autocast = self._autocast if self.precision != "fp32" else None
+        n = len(y)
+
+        def stats_of(record: Any, active: int) -> EpochStats:
+            return EpochStats(phase="features", seconds=record.seconds / max(active, 1), images=n,
+                              train_loss=record.train_loss, val_accuracy=record.val_accuracy,
+                              val_loss=record.val_loss, lr=record.lr)
+
+        def report(epoch: int, total: int, records: list) -> None:
+            if on_epoch is not None and records[0] is not None:
+                on_epoch(epoch, total, stats_of(records[0], sum(r is not None for r in records)))
+
+        results = fit_heads(x_dev, y_dev, configs, num_classes=num_classes, epochs=epochs, batch_size=batch_size,
+                            order_rng=order_rng, val=val_dev, autocast=autocast, on_epoch=report)
+        out = []
+        for result in results:
+            stats = [stats_of(r, sum(len(o.epochs) > e for o in results)) for e, r in enumerate(result.epochs)]
+            diverged_loss = result.epochs[-1].train_loss if result.diverged_epoch is not None else None
+            out.append(HeadFitResult(head=result.head, epochs=stats, best_epoch=result.best_epoch,
+                                     diverged_epoch=result.diverged_epoch, diverged_loss=diverged_loss))
+        return out
 
     def _weights(self, model: Any) -> dict:
         """A copy of every weight and buffer (for restoring the best epoch)."""

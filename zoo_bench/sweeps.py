@@ -1,0 +1,82 @@
+"""Head sweeps: trials of one cell that differ only in head parameters, trained together.
+
+A cell (backend, backbone, strategy, size, seed) tried at k head settings (learning rate, weight
+decay, dropout, width...) trains k heads on the same cached features. Where the backend can
+(:meth:`Backend.fit_heads`), the first of those trials trains all k heads in one pass and the other
+trials take their head from :class:`HeadSweeps`. A backend's ``fit_heads`` gives each head what
+its solo fit gives, so no result depends on which trials were pending together.
+"""
+from __future__ import annotations
+
+from typing import Any, Hashable
+
+from .grid import Trial
+
+
+def params_key(params: dict[str, Any]) -> tuple:
+    """A hashable, order-free key of a parameter dict (lists as tuples)."""
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+
+
+def sweep_key(trial: Trial, sweep_params: tuple[str, ...]) -> Hashable | None:
+    """What the trials of one sweep share: the cell and every parameter outside ``sweep_params``."""
+    if not sweep_params:
+        return None
+    fixed = tuple((k, v) for k, v in trial.params if k not in sweep_params)
+    return (trial.backend, trial.backbone, trial.strategy, trial.size, trial.seed, trial.refit, fixed)
+
+
+def group_sweeps(trials: list[Trial], sweep_params: dict[str, tuple[str, ...]]
+                 ) -> tuple[list[Trial], dict[str, tuple[dict[str, Any], ...]]]:
+    """The trials reordered so each sweep runs back to back, and trial id -> its sweep's parameters.
+
+    A sweep's trials move up to where its first trial was; everything else keeps its order. Each
+    trial's sweep lists its own parameters first. Strategies without sweep parameters, and sweeps
+    of one trial, get an empty sweep.
+    """
+    groups: dict[Hashable, list[Trial]] = {}
+    order: list[Hashable | Trial] = []
+    for trial in trials:
+        key = sweep_key(trial, sweep_params.get(trial.strategy, ()))
+        if key is None:
+            order.append(trial)
+            continue
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(trial)
+    ordered: list[Trial] = []
+    sweeps: dict[str, tuple[dict[str, Any], ...]] = {}
+    for item in order:
+        if isinstance(item, Trial):
+            ordered.append(item)
+            continue
+        members = groups[item]
+        ordered += members
+        if len(members) > 1:
+            for trial in members:
+                sweeps[trial.id] = (trial.param_dict, *(t.param_dict for t in members if t is not trial))
+    return ordered, sweeps
+
+
+class HeadSweeps:
+    """Heads trained by an earlier trial of the same sweep, held until their own trial takes them.
+
+    Holds one sweep at a time: storing a new sweep drops what an abandoned one left.
+    """
+
+    def __init__(self) -> None:
+        self._key: Hashable | None = None
+        self._heads: dict[tuple, Any] = {}
+
+    def take(self, key: Hashable, params: dict[str, Any]) -> Any | None:
+        """The stored result for these parameters (removed), or None."""
+        if key != self._key:
+            return None
+        return self._heads.pop(params_key(params), None)
+
+    def put(self, key: Hashable, results: dict[tuple, Any]) -> None:
+        """Keep ``params_key -> result`` for the other trials of sweep ``key``."""
+        if key != self._key:
+            self._key, self._heads = key, {}
+        self._heads.update(results)
