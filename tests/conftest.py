@@ -12,7 +12,8 @@ import torchvision  # noqa: F401  (before any test imports TensorFlow: the other
 from zoo_bench.grid import expand
 from zoo_bench.plugins import load_plugins
 from zoo_bench.results import RunStore
-from zoo_bench.runner import Runner, RunOptions, check_sizes, list_dataset, make_backends, run_metadata
+from zoo_bench.prepare import RunOptions, prepare_run
+from zoo_bench.runner import Runner
 from zoo_bench.suite import parse_suite
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,8 +30,8 @@ class QuietReporter:
         self.notes: list[tuple[str, str]] = []
 
     def start(self, total, done): self.total, self.done = total, done
-    def trial_started(self, trial): pass
-    def epoch(self, index, total, stats): self.epochs.append((index, total, stats))
+    def trial_started(self, trial): self.started = getattr(self, "started", []) + [trial.id]
+    def epoch(self, trial, index, total, stats): self.epochs.append((index, total, stats))
     def trial_finished(self, trial, row): self.finished.append(row)
     def note(self, trial, text): self.notes.append((trial.id, text))
     def close(self): pass
@@ -108,21 +109,21 @@ batch_size = 8
 
 
 def run_inprocess(suite_path: Path, registry, tmp_path: Path, cache_dir: Path, run_id: str = "r1",
-                  data_root: Path | None = None, weights_dir: str | None = None, isolated: bool = False):
-    """Run a suite like `zoo-bench run` does, in this process (trials in workers when ``isolated``)."""
+                  data_root: Path | None = None, weights_dir: str | None = None, isolated: bool = False,
+                  workers: int | None = None, threads: int | None = None):
+    """Run a suite like `zoo-bench run` does, from this process (trials in workers when ``isolated``
+    or with ``workers``)."""
     suite = parse_suite(suite_path, registry)
     options = RunOptions(data_root=data_root or tmp_path, cache_dir=cache_dir, weights_dir=weights_dir, device="cpu")
-    listing = list_dataset(suite, registry, options)
-    check_sizes(suite, listing)
-    store = RunStore(tmp_path / "results" / suite.name / run_id)
+    prepared = prepare_run(suite, registry, options, tmp_path / "results" / suite.name / run_id)
+    store = prepared.store
     reporter = QuietReporter()
-    backends = make_backends(suite, registry, options)
-    store.write_meta(run_metadata(suite, run_id, backends, len(expand(suite)), listing.classes))
-    isolation = None
-    if isolated:
-        from zoo_bench.isolation import IsolatedTrials
+    executor = None
+    if isolated or workers:
+        from zoo_bench.executors import PoolExecutor
 
-        isolation = IsolatedTrials.for_run(suite, registry, options, listing, store.run_dir, reporter)
-    runner = Runner(suite, registry, store, listing, backends, options, reporter, isolation=isolation)
-    runner.run(expand(suite))
+        executor = PoolExecutor.for_run(suite, registry, options, prepared.listing, store.run_dir, reporter,
+                                        workers=workers or 1, threads=threads)
+    Runner(prepared, reporter, executor).run()
+    store.unlock()
     return store, reporter

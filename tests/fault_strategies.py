@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import time
 
-from zoo_bench import hookimpl
+import numpy as np
+
+from zoo_bench import Outcome, Strategy, hookimpl
 from zoo_bench_strategies.strategies import Scratch
 
 
@@ -38,6 +41,18 @@ class OomAbove(Scratch):
         return super().run(ctx, p)
 
 
+class Sleep(Strategy):
+    """Sleeps ``seconds`` and predicts class 0: a trial that costs time and no compute (scaling checks)."""
+
+    name = "sleep"
+    params = {"seconds": 1.0}
+    pretrained = False
+
+    def run(self, ctx, p):
+        time.sleep(p["seconds"])
+        return Outcome(test_pred=np.zeros(len(ctx.test.labels), np.int64), train_time_s=p["seconds"])
+
+
 @hookimpl
 def zoo_bench_register_strategies():
-    return [Crash, OomAbove]
+    return [Crash, OomAbove, Sleep]

@@ -9,8 +9,9 @@ import pytest
 from zoo_bench.grid import expand
 from zoo_bench.plugins import load_plugins
 from zoo_bench.pytest_plugin import EpochClock, benchmark_durations, data_root
-from zoo_bench.results import RunStore, new_run_id
-from zoo_bench.runner import Runner, RunOptions, check_sizes, list_dataset, make_backends, run_metadata
+from zoo_bench.prepare import RunOptions, prepare_run
+from zoo_bench.results import new_run_id
+from zoo_bench.runner import Runner
 from zoo_bench.suite import parse_suite
 
 EXTRA_FIELDS = ("test_accuracy", "val_accuracy", "epoch_time_s", "first_epoch_s", "feature_time_s",
@@ -21,7 +22,8 @@ EXTRA_FIELDS = ("test_accuracy", "val_accuracy", "epoch_time_s", "first_epoch_s"
 class _Quiet:
     def start(self, total, done): pass
     def trial_started(self, trial): pass
-    def epoch(self, index, total, stats): pass
+    def epoch(self, trial, index, total, stats): pass
+    def note(self, trial, text): pass
     def trial_finished(self, trial, row): pass
     def close(self): pass
 
@@ -45,20 +47,15 @@ def zoo_runner(pytestconfig):
     cache = Path(os.environ.get("ZOO_BENCH_CACHE_DIR", Path.home() / ".cache" / "zoo-bench"))
     options = RunOptions(data_root=data_root(pytestconfig), cache_dir=cache,
                          weights_dir=os.environ.get("ZOO_BENCH_WEIGHTS_DIR"))
-    listing = list_dataset(suite, registry, options)
-    check_sizes(suite, listing)
     run_id = pytestconfig.getoption("--zoo-run-id") or new_run_id()
-    store = RunStore(Path(pytestconfig.getoption("--zoo-results-dir")) / suite.name / run_id)
-    backends = make_backends(suite, registry, options)
-    store.write_meta(run_metadata(suite, run_id, backends, len(expand(suite)), listing.classes))
-    runner = Runner(suite, registry, store, listing, backends, options, _Quiet())
+    run_dir = Path(pytestconfig.getoption("--zoo-results-dir")) / suite.name / run_id
+    runner = Runner(prepare_run(suite, registry, options, run_dir), _Quiet())
     yield runner
-    store.write_table()
+    runner.store.write_table()
 
 
 def test_trial(zoo_trial, zoo_runner, benchmark):
-    row = zoo_runner.run_trial(zoo_trial)
-    zoo_runner.store.append(row)
+    row = zoo_runner.run_one(zoo_trial)
     benchmark.extra_info.update({"trial_id": zoo_trial.id, **{k: row.get(k) for k in EXTRA_FIELDS}})
     durations = benchmark_durations(row)
     benchmark._timer = EpochClock(durations)  # the timings are the trial's own epoch times

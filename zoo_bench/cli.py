@@ -16,7 +16,8 @@ from .errors import DataError, PluginError, SuiteError, UsageError, ZooBenchErro
 from .grid import expand, select
 from .plugins import Registry, load_plugins
 from .results import RunStore, load_run, new_run_id
-from .runner import Runner, RunOptions, check_sizes, list_dataset, make_backends, run_metadata
+from .prepare import RunOptions, check_sizes, list_dataset, prepare_run
+from .runner import Runner
 from .suite import Suite, parse_suite, profile_names, read_toml
 
 ENV_DATA = "ZOO_BENCH_DATA_ROOT"
@@ -50,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no live progress bar (logs only)")
     run.add_argument("--isolation", choices=["auto", "on", "off"], default="auto",
                      help="run trials in worker processes so a crashing trial cannot stop the suite "
-                          "(auto: on where a GPU is used)")
+                          "(auto: on where a GPU is used; --workers and --gpus imply it)")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="run units (a backend's backbone) in N worker processes at once (default: one per "
+                          "GPU in --gpus or visible to torch; else 1). On CPU they split the cores")
+    run.add_argument("--gpus", metavar="IDS",
+                     help="comma-separated GPU ids, e.g. 0,1,3: one worker per id, each seeing only its GPU")
     _common(run)
 
     val = sub.add_parser("validate", help="check a suite (and its data) without running anything")
@@ -168,17 +174,50 @@ def _on_sigterm(signum, frame) -> None:
     raise Terminated()
 
 
-def _isolation(args: argparse.Namespace, suite: Suite, registry: Registry, backends: dict, options: RunOptions,
-               listing, store: RunStore, reporter):
-    """Worker processes for trials when asked, or by default where a GPU is used."""
+def _visible_gpus(backends: dict) -> int:
+    """CUDA GPUs torch sees, where a torch backend runs on CUDA (0 otherwise)."""
     from .backend import Backend
-    from .isolation import IsolatedTrials
 
-    on_gpu = any(isinstance(b, Backend) and b.device().kind != "cpu" for b in backends.values())
-    if args.isolation == "off" or (args.isolation == "auto" and not on_gpu):
+    torch_backend = backends.get("torch")
+    if isinstance(torch_backend, Backend) and torch_backend.device().kind == "cuda":
+        import torch
+
+        return torch.cuda.device_count()
+    return 0
+
+
+def _executor(args: argparse.Namespace, prepared, reporter):
+    """The executor the options ask for: in this process, or a pool of worker processes.
+
+    ``--isolation off`` runs in this process and cannot be combined with ``--workers``/``--gpus``.
+    A pool of one worker is ``--isolation on``; ``auto`` uses one worker per visible GPU where a GPU
+    is used, and this process on a CPU-only machine.
+    """
+    from .backend import Backend
+    from .executors import PoolExecutor
+
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: must be at least 1")
+    if args.isolation == "off" and (args.workers or gpus):
+        raise UsageError("--isolation off runs every trial in this process; it cannot be combined with "
+                         "--workers or --gpus (which run trials in worker processes)")
+    on_gpu = any(isinstance(b, Backend) and b.device().kind != "cpu" for b in prepared.backends.values())
+    if args.isolation == "off" or (args.isolation == "auto" and not on_gpu and not args.workers and not gpus):
         return None
-    report.message("trials run isolated in worker processes (one per backbone; --isolation off to change)")
-    return IsolatedTrials.for_run(suite, registry, options, listing, store.run_dir, reporter)
+    if gpus is None and on_gpu:
+        count = _visible_gpus(prepared.backends)
+        gpus = [str(i) for i in range(count)] if count > 1 else None
+    workers = args.workers or (len(gpus) if gpus else 1)
+    threads = None
+    if not on_gpu and workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    where = f"GPUs {','.join(gpus)}" if gpus else (f"{threads} CPU threads each" if threads else "")
+    report.message(f"trials run in {workers} worker process{'es' if workers > 1 else ''}"
+                   f"{' (' + where + ')' if where else ''}, one per backbone at a time")
+    p = prepared
+    return PoolExecutor.for_run(p.suite, p.registry, p.options, p.listing, p.store.run_dir, reporter,
+                                workers=workers, gpus=gpus, threads=threads)
 
 
 def _finish(store: RunStore, trials: list, title: str):
@@ -202,26 +241,22 @@ def cmd_run(args: argparse.Namespace) -> int:
             report.out.print(trial.id, highlight=False, markup=False, soft_wrap=True)
         report.out.print(f"{len(trials)} trials", highlight=False)
         return 0
-    listing = list_dataset(suite, registry, options, console=report.err)
-    check_sizes(suite, listing)
     run_id = args.run_id or new_run_id()
-    store = RunStore(args.results_dir / suite.name / run_id)
-    store.lock()
-    cut = store.heal()
-    if cut:
-        report.message(f"{store.jsonl}: removed an unfinished last line ({cut} bytes) left by an interrupted write")
-    backends = make_backends(suite, registry, options)
-    for name, backend in backends.items():
+    prepared = prepare_run(suite, registry, options, args.results_dir / suite.name / run_id, trials=trials,
+                           console=report.err)
+    store = prepared.store
+    if prepared.healed_bytes:
+        report.message(f"{store.jsonl}: removed an unfinished last line ({prepared.healed_bytes} bytes) left by an "
+                       "interrupted write")
+    for name, backend in prepared.backends.items():
         if isinstance(backend, Exception):
             report.error(f"backend {name}: {backend}")
-    store.write_meta(run_metadata(suite, run_id, backends, len(trials), listing.classes))
     report.message(f"run {run_id}: {len(trials)} trials -> {store.run_dir}")
     reporter = report.RichReporter(enabled=not args.no_progress)
-    isolation = _isolation(args, suite, registry, backends, options, listing, store, reporter)
-    runner = Runner(suite, registry, store, listing, backends, options, reporter, isolation=isolation)
+    runner = Runner(prepared, reporter, _executor(args, prepared, reporter))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        runner.run(trials)
+        runner.run()
     except KeyboardInterrupt as exc:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the summary short
         _, df = _finish(store, trials, title=f"{suite.name} (interrupted)")

@@ -26,38 +26,38 @@ err = Console(stderr=True, soft_wrap=True)  # one message, one line, whatever th
 
 
 class RichReporter:
-    """Trials done of total with an ETA, and the current trial's epochs."""
+    """Trials done of total with an ETA, and a line per running trial with its epochs."""
 
     def __init__(self, console: Console | None = None, enabled: bool = True):
         self.console = console or err
         self.enabled = enabled
         self.progress: Progress | None = None
         self.failed = 0
+        self.running: dict[str, Any] = {}  # trial id -> its progress task
 
     def start(self, total: int, already_done: int) -> None:
         if already_done:
             self.console.print(f"resuming: {already_done} of {total} trials already finished, skipped")
         if not self.enabled:
             return
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
-            TimeRemainingColumn(), TimeElapsedColumn(), console=self.console, transient=False,
-        )
-        self.progress.start()
+        if self.progress is None:
+            self.progress = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("ETA"),
+                TimeRemainingColumn(), TimeElapsedColumn(), console=self.console, transient=False,
+            )
+            self.progress.start()
         self.trials_task = self.progress.add_task("trials", total=total, completed=already_done)
-        self.epoch_task = self.progress.add_task("", total=None, visible=False)
 
     def trial_started(self, trial: Trial) -> None:
-        self._trial = trial.id
-        if self.progress:
-            self.progress.update(self.epoch_task, description=f"  {escape(trial.id)}", completed=0, total=None,
-                                 visible=True)
+        if self.progress and trial.id not in self.running:
+            self.running[trial.id] = self.progress.add_task(f"  {escape(trial.id)}", total=None)
 
-    def epoch(self, index: int, total: int, stats: EpochStats) -> None:
+    def epoch(self, trial: Trial, index: int, total: int, stats: EpochStats) -> None:
         if self.progress:
+            self.trial_started(trial)
             val = f", val {stats.val_accuracy:.3f}" if stats.val_accuracy is not None else ""
-            self.progress.update(self.epoch_task, completed=index + 1, total=total,
-                                 description=f"  {escape(self._trial)}: epoch {index + 1}/{total} ({stats.phase}, "
+            self.progress.update(self.running[trial.id], completed=index + 1, total=total,
+                                 description=f"  {escape(trial.id)}: epoch {index + 1}/{total} ({stats.phase}, "
                                              f"{stats.seconds:.2f}s{val})")
 
     def trial_finished(self, trial: Trial, row: dict[str, Any]) -> None:
@@ -71,7 +71,9 @@ class RichReporter:
                                f"({row['wall_s']:.1f}s)")
         if self.progress:
             self.progress.advance(self.trials_task)
-            self.progress.update(self.epoch_task, visible=False)
+            task = self.running.pop(trial.id, None)
+            if task is not None:
+                self.progress.remove_task(task)
 
     def note(self, trial: Trial, text: str) -> None:
         self.console.print(f"[yellow]note[/yellow] {escape(trial.id)}: {escape(text)}")
@@ -80,6 +82,7 @@ class RichReporter:
         if self.progress:
             self.progress.stop()
             self.progress = None
+        self.running.clear()
 
 
 def _fmt_cell(group: pd.DataFrame) -> str:

@@ -79,6 +79,14 @@ class RunStore:
         self._lock_fh.write(str(os.getpid()))
         self._lock_fh.flush()
 
+    def unlock(self) -> None:
+        """Let go of the run folder (the process's end does it too)."""
+        fh = getattr(self, "_lock_fh", None)
+        if fh is not None:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+            self._lock_fh = None
+
     def heal(self) -> int:
         """Cut off a last line left unfinished by a kill mid-write; return the bytes removed."""
         if not self.jsonl.exists():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import TINY_SUITE, run_inprocess, write_suite
-from zoo_bench.isolation import describe_exit
+from zoo_bench.executors import describe_exit
 from zoo_bench.plugins import load_plugins
 
 CRASH_SUITE = TINY_SUITE.replace('backbones = ["mini_cnn"]', 'backbones = ["tiny_cnn"]') + """
@@ -79,23 +79,27 @@ def test_a_nan_or_infinite_loss_ends_the_trial_as_diverged_and_resume_keeps_it(t
 
 def test_a_worker_that_cannot_start_fails_its_backbone_at_once_with_the_cause(tmp_path, fault_registry, cache_dir):
     from conftest import QuietReporter
+    from zoo_bench.executors import PoolExecutor, WorkerSetup, make_units
     from zoo_bench.grid import expand
-    from zoo_bench.isolation import IsolatedTrials, WorkerSetup
-    from zoo_bench.runner import RunOptions, list_dataset
+    from zoo_bench.prepare import RunOptions, list_dataset
     from zoo_bench.suite import parse_suite
 
     suite = parse_suite(write_suite(tmp_path, CRASH_SUITE), fault_registry)
     options = RunOptions(data_root=tmp_path, cache_dir=cache_dir, device="cpu")
     setup = WorkerSetup(suite.path, None, suite.raw, options, list_dataset(suite, fault_registry, options),
                         tmp_path / "run", extra_plugins=("no_such_plugin_module_zb",))
-    isolated = IsolatedTrials(setup, QuietReporter())
-    first, second = (isolated.run_trial(t) for t in expand(suite)[:2])
-    isolated.close()
+    pool = PoolExecutor(setup, QuietReporter())
+    trials = expand(suite)[:2]
+    for unit in make_units([trials[0]], {}) + make_units([trials[1]], {}):  # the same backbone twice
+        pool.submit(unit)
+    results = list(pool.results())
+    pool.close()
+    first, second = (r.row for r in results)
     expected = ("the worker process for torch/tiny_cnn could not start: "
                 "ModuleNotFoundError: No module named 'no_such_plugin_module_zb'")
     assert first["error"] == second["error"] == expected
     assert second["wall_s"] == 0.0  # not started again
-    assert "Traceback" in (tmp_path / "run" / "errors.log").read_text()
+    assert "Traceback" in results[0].traceback and results[1].traceback is None  # errors.log gets it once
 
 
 def test_diverged_epoch_counts_the_head_phase_too(tmp_path, registry, cache_dir, tiny_weights):

@@ -1,0 +1,181 @@
+"""Preparing a run, the one way every caller does it: data listed, sizes checked, folder locked, run.json written.
+
+``prepare_run`` is what ``zoo-bench run``, the pytest plugin and the tests call before any trial runs;
+``zoo_bench.runner.Runner`` then drives the trials through an executor (``zoo_bench.executors``).
+"""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .backend import Backend
+from .dataset import Listing
+from .errors import DataError, SuiteError, ZooBenchError
+from .grid import Trial, expand
+from .plugins import Registry
+from .results import RunStore, now_iso
+from .suite import Suite
+from .trials import one_line
+
+
+@dataclass
+class RunOptions:
+    """Settings from the command line and environment that are not part of the suite."""
+
+    data_root: Path
+    cache_dir: Path
+    weights_dir: str | None = None
+    device: str | None = None
+    precision: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def dataset_root(suite: Suite, data_root: Path) -> Path:
+    """The data set folder: ``dataset.path`` as is when absolute, else under the data root."""
+    path = Path(suite.dataset.get("path") or "")
+    return path if path.is_absolute() else data_root / path
+
+
+def list_dataset(suite: Suite, registry: Registry, options: RunOptions, console=None) -> Listing:
+    """List the suite's images, downloading them first when the suite asks and they are missing."""
+    source = registry.datasets[suite.dataset["source"]]()
+    root = dataset_root(suite, options.data_root)
+    if suite.dataset.get("download") and not root.exists():
+        spec = registry.downloads.get(root.name)
+        if spec is None:
+            raise DataError(f"{suite.path}: dataset.download: no download named {root.name!r} "
+                            f"(known: {', '.join(sorted(registry.downloads)) or 'none'})")
+        from .download import get
+
+        get(spec, root.parent, options.cache_dir, console=console)
+    try:
+        return source.list(root, suite.dataset, options.cache_dir)
+    except (ValueError, TypeError, OSError) as exc:  # a source's own check that is not a DataError yet
+        raise DataError(f"{suite.path}: dataset: source {suite.dataset['source']!r}: {one_line(exc)}") from None
+    except DataError as exc:
+        hint = ""
+        if not root.exists():
+            known = f"; or run: zoo-bench data get {root.name}" if root.name in registry.downloads else ""
+            hint = (f" (data root {options.data_root}: set --data-root or ZOO_BENCH_DATA_ROOT, "
+                    f"or put the images in {root}{known})")
+        key = "" if str(exc).startswith("dataset.") else "dataset: "  # the source named the key itself
+        raise DataError(f"{suite.path}: {key}{exc}{hint}") from None
+
+
+def check_sizes(suite: Suite, listing: Listing) -> None:
+    """Every size must fit in every class's train part (one line per problem)."""
+    counts = {listing.classes[c]: len(p) for c, p in listing.per_class("train").items()}
+    smallest = min(counts, key=counts.get)
+    problems = [
+        f"{suite.path}: dataset.sizes[{i}]: {size} images per class asked, but class {smallest!r} has only "
+        f"{counts[smallest]} train images (allowed: up to {counts[smallest]})"
+        for i, size in enumerate(suite.sizes) if size > counts[smallest]
+    ]
+    empty = [c for c, p in listing.per_class("test").items() if not p]
+    problems += [f"{suite.path}: dataset.test: class {listing.classes[c]!r} has no test images" for c in empty]
+    if problems:
+        raise SuiteError(problems)
+
+
+def git_commit(path: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        return out.stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _pkg_version(name: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def run_metadata(suite: Suite, run_id: str, backends: dict[str, Backend | Exception], trials: int,
+                 classes: list[str] | None = None) -> dict[str, Any]:
+    """What run.json records: the suite as run, class order, selection, versions, devices, machine, commit."""
+    devices = {}
+    for name, backend in backends.items():
+        if isinstance(backend, Backend):
+            d = backend.device()
+            devices[name] = {"kind": d.kind, "name": d.name, "precision": d.precision, "settings": d.settings,
+                             "versions": backend.versions()}
+        else:
+            devices[name] = {"error": str(backend)}
+    return {
+        "run_id": run_id, "suite_name": suite.name, "suite_file": str(suite.path), "profile": suite.profile,
+        "suite": suite.raw, "trials": trials, "started_at": now_iso(), "classes": classes,
+        "selection": selection_meta(suite),
+        "versions": {"python": platform.python_version(), "zoo-bench": __version__,
+                     **{p: _pkg_version(p) for p in ("torch", "torchvision", "tensorflow", "keras", "scikit-learn",
+                                                     "numpy")}},
+        "devices": devices, "cpu_count": os.cpu_count(), "platform": platform.platform(),
+        "git_commit": git_commit(Path(__file__).resolve().parent.parent), "argv": sys.argv,
+    }
+
+
+def selection_meta(suite: Suite) -> dict[str, Any] | None:
+    """How tuned tables pick a configuration: the metric and the parameters tuned per strategy."""
+    if suite.select_metric is None:
+        return None
+    return {"metric": suite.select_metric, "tuned": {k: list(v) for k, v in suite.tuned.items()},
+            "defaults": suite.tuned_defaults, "refit": suite.refit}
+
+
+def make_backends(suite: Suite, registry: Registry, options: RunOptions) -> dict[str, Backend | Exception]:
+    """One backend instance per backend the suite names, or the error that stops its trials."""
+    out: dict[str, Backend | Exception] = {}
+    for name in suite.backends:
+        cls = registry.backends[name]
+        try:
+            out[name] = cls(device=options.device or suite.device, precision=options.precision or suite.precision,
+                            weights_dir=options.weights_dir, cache_dir=str(options.cache_dir))
+        except ZooBenchError as exc:
+            out[name] = exc
+        except Exception as exc:  # a faulty backend plugin fails its own trials, not the run
+            out[name] = ZooBenchError(f"backend {name} could not start: {one_line(exc)}")
+    return out
+
+
+
+@dataclass
+class PreparedRun:
+    """Everything a run needs before its first trial, in plain objects the driver and workers share."""
+
+    suite: Suite
+    registry: Registry
+    options: RunOptions
+    listing: Listing
+    store: RunStore
+    backends: dict[str, Backend | Exception]
+    trials: list[Trial]
+    run_id: str
+    healed_bytes: int = 0  # bytes of an unfinished last line an interrupted write had left, now removed
+
+
+def prepare_run(suite: Suite, registry: Registry, options: RunOptions, run_dir: Path, *,
+                trials: list[Trial] | None = None, lock: bool = True, console: Any = None) -> PreparedRun:
+    """List and check the data, open (and lock) the run folder, start the backends, write run.json.
+
+    ``trials``: the part of the grid to run (default: all of it). ``lock``: take the folder's lock,
+    so a second ``run`` of the same run id fails at once instead of writing beside this one.
+    """
+    trials = expand(suite) if trials is None else trials
+    listing = list_dataset(suite, registry, options, console=console)
+    check_sizes(suite, listing)
+    store = RunStore(run_dir)
+    if lock:
+        store.lock()
+    healed = store.heal()
+    backends = make_backends(suite, registry, options)
+    store.write_meta(run_metadata(suite, run_dir.name, backends, len(trials), listing.classes))
+    return PreparedRun(suite, registry, options, listing, store, backends, trials, run_dir.name, healed)

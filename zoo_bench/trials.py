@@ -1,0 +1,290 @@
+"""The trial function: one trial of a suite, from plain inputs to a plain :class:`TrialResult`.
+
+:class:`TrialRunner` runs trials in the process that holds it, keeping what trials share (decoded
+images, bottleneck features, a head sweep's trained heads) between them. It writes nothing to the run
+folder but a trial's predictions file (written atomically); the row, the error text and the
+unreadable images go back to the driver (``zoo_bench.runner``), which alone records them.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import statistics
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from . import sampling
+from .backend import Backend, EpochStats
+from .context import FeatureCache, TrialContext
+from .dataset import Listing
+from .errors import DataError, DivergedError, ZooBenchError
+from .grid import Trial
+from .images import ImageCache
+from .memory import PeakRSS
+from .metrics import scores_of
+from .plugins import Registry
+from .results import atomic_write, now_iso
+from .strategy import Outcome
+from .suite import Suite
+from .sweeps import HeadSweeps, sweep_key
+
+if TYPE_CHECKING:
+    from .prepare import RunOptions
+
+
+class Events(Protocol):
+    """Where a running trial's progress goes (the driver's reporter, or a pipe to it)."""
+
+    def trial_started(self, trial: Trial) -> None: ...
+    def epoch(self, trial: Trial, index: int, total: int, stats: EpochStats) -> None: ...
+    def note(self, trial: Trial, text: str) -> None: ...
+
+
+class NoEvents:
+    """Events nobody watches."""
+
+    def trial_started(self, trial: Trial) -> None: ...
+    def epoch(self, trial: Trial, index: int, total: int, stats: EpochStats) -> None: ...
+    def note(self, trial: Trial, text: str) -> None: ...
+
+
+@dataclass
+class TrialResult:
+    """What one trial gives back: its row, the full error text (for errors.log), its unreadable images."""
+
+    trial: Trial
+    row: dict[str, Any]
+    traceback: str | None = None
+    skipped: dict[str, str] = field(default_factory=dict)  # image path -> why it could not be read
+
+
+def _median(values: list[float]) -> float | None:
+    return float(statistics.median(values)) if values else None
+
+
+def summarise_epochs(epochs: list[EpochStats]) -> dict[str, Any]:
+    """Epoch timing fields: the median skips the first epoch (tracing, autotune, warm caches)."""
+    images = [e for e in epochs if e.phase == "images"]
+    heads = [e for e in epochs if e.phase == "features"]
+    main = images or heads
+    later = [e.seconds for e in main[1:]] or [e.seconds for e in main]
+    seconds = sum(e.seconds for e in main)
+    return {
+        "epochs": len(epochs),
+        "epoch_seconds": [e.seconds for e in main],
+        "epoch_time_s": _median(later),
+        "first_epoch_s": main[0].seconds if main else None,
+        "head_epoch_time_s": _median([e.seconds for e in heads[1:]] or [e.seconds for e in heads]),
+        "train_images_per_s": (sum(e.images for e in main) / seconds) if seconds > 0 else None,
+        "train_time_s": sum(e.seconds for e in epochs) if epochs else None,
+    }
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as the one line a result row keeps (the traceback goes to errors.log)."""
+    text = str(exc) if isinstance(exc, ZooBenchError) else f"{type(exc).__name__}: {exc}"
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def trial_row(trial: Trial) -> dict[str, Any]:
+    """The identifying fields every row starts with."""
+    return {"trial_id": trial.id, "backend": trial.backend, "backbone": trial.backbone, "strategy": trial.strategy,
+            "params": trial.param_dict, "size_per_class": trial.size, "seed": trial.seed, "refit": trial.refit,
+            "status": "error",
+            "error": None, "diverged_epoch": None}
+
+
+def log_error(run_dir: Path, trial: Trial, text: str) -> None:
+    """Append a trial's full error text to the run's errors.log."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / "errors.log", "a") as fh:
+        fh.write(f"== {now_iso()} {trial.id}\n{text}\n")
+
+
+
+class TrialRunner:
+    """Runs trials of one suite in this process, sharing images, features and head sweeps between them."""
+
+    def __init__(self, suite: Suite, registry: Registry, listing: Listing, backends: dict[str, Backend | Exception],
+                 options: "RunOptions", run_dir: Path, events: Events | None = None):
+        self.suite, self.registry, self.listing = suite, registry, listing
+        self.backends, self.options, self.run_dir = backends, options, run_dir
+        self.events: Events = events or NoEvents()
+        self.images = ImageCache(options.cache_dir)
+        self.features = FeatureCache()
+        self.head_sweeps = HeadSweeps()
+        self._test: dict[int, Any] = {}  # image size -> the stacked test part, shared by every trial
+        self._skipped: dict[str, str] = {}
+        self._trial: Trial | None = None
+
+    def run(self, trial: Trial, sweep: tuple[dict[str, Any], ...] = ()) -> TrialResult:
+        """One trial, never raising (except on interrupt): failures become "error" or "diverged" rows.
+
+        ``sweep``: the parameters of the pending trials of its head sweep (``sweeps.group_sweeps``).
+        """
+        start = time.perf_counter()
+        row = trial_row(trial)
+        result = TrialResult(trial, row)
+        self._skipped = {}
+        self._trial = trial
+        try:
+            row.update(self._execute_with_retry(trial, sweep))
+            row["status"] = "ok"
+        except DivergedError as exc:  # a result, not a failure: this configuration does not train
+            row.update(status="diverged", error=one_line(exc), diverged_epoch=exc.epoch)
+        except Exception as exc:  # recorded, and the suite goes on
+            row["error"] = one_line(exc)
+            result.traceback = traceback.format_exc()
+        finally:
+            gc.collect()
+        row["wall_s"] = time.perf_counter() - start
+        row["finished_at"] = now_iso()
+        result.skipped = self._skipped
+        return result
+
+    def _execute_with_retry(self, trial: Trial, sweep: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+        """Run the trial; on accelerator out-of-memory halve the batch size down to the floor."""
+        batch_size, floor = self.suite.batch_size, self.suite.min_batch_size
+        backend = self.backends[trial.backend]
+        while True:
+            try:
+                fields = self._execute(trial, batch_size, sweep)
+                fields["batch_size"] = batch_size
+                return fields
+            except Exception as exc:
+                if not (isinstance(backend, Backend) and backend.is_out_of_memory(exc)):
+                    raise
+                cause = one_line(exc)
+            # out of memory; outside the except block, so the failed attempt's frames are freed first
+            backend.release_memory()
+            gc.collect()
+            backend.release_memory()
+            if batch_size // 2 < max(floor, 1):
+                raise ZooBenchError(f"out of memory at batch size {batch_size} "
+                                    f"(floor {floor}: run.min_batch_size): {cause}")
+            batch_size //= 2
+            self.events.note(trial, f"out of memory: retrying with batch size {batch_size}")
+
+    def _log_skipped(self, *batches: Any) -> None:
+        """Collect the unreadable images of this trial, with why; the driver keeps each once in the run folder."""
+        self._skipped.update({p: b.reasons.get(p, "unreadable") for b in batches for p in b.skipped})
+
+    def _on_epoch(self, index: int, total: int, stats: EpochStats) -> None:
+        self.events.epoch(self._trial, index, total, stats)
+
+    def _execute(self, trial: Trial, batch_size: int, sweep: tuple[dict[str, Any], ...] = ()) -> dict[str, Any]:
+        backend = self.backends[trial.backend]
+        if isinstance(backend, Exception):
+            raise backend
+        spec = self.registry.backbones[trial.backend][trial.backbone]
+        image_size = self.suite.image_size or spec.image_size
+        sub = sampling.subset(self.listing, trial.size, trial.seed, self.suite.dataset["val_fraction"])
+        if trial.refit:  # the chosen configuration again, on every image of the size; nothing held out
+            sub = sampling.Subset(train=sub.train + sub.val, val=())
+        train = self.images.load(sub.train, image_size)
+        val = self.images.load(sub.val, image_size)
+        if image_size not in self._test:
+            self._test = {image_size: self.images.load(self.listing.test, image_size)}  # one size held at a time
+        test = self._test[image_size]
+        self._log_skipped(train, val, test)
+        if len(set(train.labels.tolist())) < len(self.listing.classes):
+            raise DataError(f"{trial.id}: after skipping unreadable images a class has no training image")
+        strategy = self.registry.strategies[trial.strategy]()
+        backend.seed(trial.seed)
+        hidden_test = dataclasses.replace(test, labels=np.full(len(test.labels), -1, np.int64))
+        ctx = TrialContext(backend=backend, spec=spec, image_size=image_size, batch_size=batch_size,
+                           num_classes=len(self.listing.classes), seed=trial.seed, train=train, val=val,
+                           test=hidden_test, feature_cache=self.features, on_epoch=self._on_epoch,
+                           sweep=sweep, sweep_key=sweep_key(trial, strategy.sweep_params), head_sweeps=self.head_sweeps)
+        backend.reset_peak_memory()
+        with PeakRSS() as rss:
+            outcome = strategy.run(ctx, trial.param_dict)
+        device = backend.device()
+        gpu_peak = backend.peak_memory_mb()
+        fields = summarise_epochs(outcome.epochs)
+        if outcome.train_time_s is not None:
+            fields["train_time_s"] = outcome.train_time_s
+        test_scores = scores_of(outcome.test_pred, test.labels, len(self.listing.classes),
+                                outcome.test_scores if outcome.scores_are_logits else None)
+        fields.update(score_fields(outcome, test_scores, val.labels, len(self.listing.classes)))
+        fields["predictions_file"] = write_predictions(self.run_dir, trial, test, outcome, test_scores,
+                                                       len(self.listing.classes))
+        return {
+            **fields,
+            "feature_time_s": ctx.feature_time_s,
+            "sweep_heads": ctx.sweep_heads,
+            "peak_memory_mb": gpu_peak if gpu_peak is not None else rss.peak_mb,
+            "peak_memory_kind": "accelerator" if gpu_peak is not None else "process_rss",
+            "trainable_params": outcome.trainable_params, "total_params": outcome.total_params,
+            "skipped_images": len(train.skipped) + len(val.skipped) + len(test.skipped),
+            "train_images": len(train.labels), "val_images": len(val.labels), "test_images": len(test.labels),
+            "image_size": image_size, "device": device.kind, "device_name": device.name,
+            "precision": device.precision, "backend_settings": device.settings,
+        }
+
+
+MAX_CLASSES_IN_ROW = 20  # a confusion matrix of more classes goes to the trial's side file only
+
+
+def history(epochs: list[EpochStats]) -> list[dict[str, Any]]:
+    """The per-epoch record of a row: phase, seconds, losses, validation accuracy, learning rate."""
+    return [{"epoch": i, "phase": e.stage, "input": e.phase, "seconds": e.seconds, "train_loss": e.train_loss,
+             "val_loss": e.val_loss, "val_accuracy": e.val_accuracy, "lr": e.lr}
+            for i, e in enumerate(epochs, start=1)]
+
+
+def score_fields(outcome: Outcome, test: dict[str, Any], val_labels: np.ndarray, num_classes: int
+                 ) -> dict[str, Any]:
+    """The row's scores: test (``scores_of`` the test part: the reported number) and validation (what selection may use)."""
+    logits = outcome.scores_are_logits
+    fits = num_classes <= MAX_CLASSES_IN_ROW
+    out: dict[str, Any] = {
+        "test_accuracy": test["accuracy"], "test_loss": test["loss"],
+        "test_balanced_accuracy": test["balanced_accuracy"], "test_macro_f1": test["macro_f1"],
+        "confusion": test["confusion"] if fits else None,
+        "per_class_accuracy": test["per_class_accuracy"] if fits else None,
+        "val_accuracy": None, "val_loss": None, "val_balanced_accuracy": None,
+        "best_epoch": outcome.best_epoch, "history": history(outcome.epochs),
+    }
+    if outcome.val_pred is not None and len(val_labels):
+        val = scores_of(outcome.val_pred, val_labels, num_classes, outcome.val_scores if logits else None)
+        out.update(val_accuracy=val["accuracy"], val_loss=val["loss"], val_balanced_accuracy=val["balanced_accuracy"])
+    return out
+
+
+def predictions_name(trial: Trial) -> str:
+    """A file name for a trial's side files: readable start, hash for uniqueness (ids hold '/', '[', '=')."""
+    import hashlib
+    import re
+
+    readable = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{trial.backbone}-{trial.strategy}-n{trial.size}-s{trial.seed}")
+    return f"{readable[:80]}-{hashlib.blake2b(trial.id.encode(), digest_size=6).hexdigest()}"
+
+
+def write_predictions(run_dir: Path, trial: Trial, test: Any, outcome: Outcome, scores: dict[str, Any],
+                      num_classes: int) -> str:
+    """Per-image test predictions (image, label, prediction, class scores) as Parquet; the row keeps the path.
+
+    With many classes, the confusion matrix and per-class accuracy go beside it as JSON.
+    """
+    import json
+
+    import pandas as pd
+
+    folder = run_dir / "predictions"
+    folder.mkdir(parents=True, exist_ok=True)
+    name = predictions_name(trial)
+    frame = pd.DataFrame({"image": list(test.paths), "label": test.labels.astype(np.int64),
+                          "pred": np.asarray(outcome.test_pred, np.int64)})
+    if outcome.test_scores is not None:
+        frame["scores"] = list(np.asarray(outcome.test_scores, np.float32))
+    atomic_write(folder / f"{name}.parquet", frame.to_parquet(index=False))
+    if num_classes > MAX_CLASSES_IN_ROW:
+        atomic_write(folder / f"{name}.json", json.dumps({"trial_id": trial.id, "confusion": scores["confusion"],
+                                                          "per_class_accuracy": scores["per_class_accuracy"]}).encode())
+    return f"predictions/{name}.parquet"
