@@ -27,7 +27,8 @@ BASELINE_FIELDS = ("trial_id", "backend", "backbone", "strategy", "params", "siz
                    "error", "test_accuracy", "val_accuracy", "val_loss", "val_balanced_accuracy", "test_loss",
                    "test_balanced_accuracy", "test_macro_f1", "best_epoch", "wall_s", "epochs", "epoch_time_s", "first_epoch_s",
                    "head_epoch_time_s", "feature_time_s", "train_images_per_s", "peak_memory_mb",
-                   "trainable_params", "total_params", "device", "device_name", "precision", "image_size")
+                   "trainable_params", "total_params", "device", "device_name", "precision", "image_size",
+                   "worker_threads")
 
 
 class CompareInputError(UsageError):
@@ -52,6 +53,11 @@ class Gate:
         if metric == "accuracy" and unit != "pt":
             raise UsageError(f"--fail {text!r}: accuracy limits are in points, like accuracy:-1pt")
         return cls(metric, limit, unit)
+
+
+def worker_threads(side: "Side") -> list[int]:
+    """The CPU threads per worker a side's trials ran with (empty: the frameworks' defaults)."""
+    return sorted({int(r["worker_threads"]) for r in side.rows if r.get("worker_threads") is not None})
 
 
 @dataclass
@@ -195,11 +201,13 @@ def compare(baseline: Side, current: Side, gates: list[Gate], strategies: dict[s
     warnings: list[str] = []
     gate = {g.metric: g for g in gates}
     same_machine = baseline.machine.get("devices") == current.machine.get("devices") and \
-        baseline.machine.get("cpu_count") == current.machine.get("cpu_count")
+        baseline.machine.get("cpu_count") == current.machine.get("cpu_count") and \
+        worker_threads(baseline) == worker_threads(current)
     if "epoch_time" in gate and not same_machine:
         warnings.append(f"timing gate skipped: the machines differ (baseline {baseline.machine.get('devices')}, "
-                        f"{baseline.machine.get('cpu_count')} CPUs; current {current.machine.get('devices')}, "
-                        f"{current.machine.get('cpu_count')} CPUs)")
+                        f"{baseline.machine.get('cpu_count')} CPUs, worker threads {worker_threads(baseline)}; "
+                        f"current {current.machine.get('devices')}, {current.machine.get('cpu_count')} CPUs, "
+                        f"worker threads {worker_threads(current)})")
 
     def grouped(rows):
         out: dict[str, list[dict]] = {}
