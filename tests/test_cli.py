@@ -55,6 +55,18 @@ def test_dry_run_prints_the_grid_and_its_size(tmp_path):
     assert lines[0] == "torch/efficientnet_lite0/svm[C=0.1]/n=6/seed=0" and lines[-1] == "3 trials"
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--isolation", "off", "--workers", "2"], "error: --isolation off runs every trial in this process; it cannot be "
+                                               "combined with --workers or --gpus (which run trials in worker processes)"),
+    (["--workers", "0"], "error: --workers 0: must be at least 1"),
+])
+def test_contradictory_worker_options_exit_2_before_anything_is_written(tmp_path, args, message):
+    path = write_suite(tmp_path, SMALL + "[strategies.svm]\n")
+    proc = zb("run", path, "--results-dir", tmp_path / "res", "--cache-dir", tmp_path / "c", *args)
+    assert proc.returncode == 2 and proc.stderr.strip() == message
+    assert not (tmp_path / "res").exists()
+
+
 def test_run_show_and_exit_code_1_on_a_failed_trial(tmp_path):
     body = SMALL.replace('["efficientnet_lite0"]', '["efficientnet_lite0", "vgg16"]') + "[strategies.svm]\n"
     path = write_suite(tmp_path, body)

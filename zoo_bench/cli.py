@@ -186,6 +186,17 @@ def _visible_gpus(backends: dict) -> int:
     return 0
 
 
+def _check_executor_args(args: argparse.Namespace) -> list[str] | None:
+    """The GPU ids asked for; refuses contradictory worker options before anything is written."""
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers {args.workers}: must be at least 1")
+    if args.isolation == "off" and (args.workers or gpus):
+        raise UsageError("--isolation off runs every trial in this process; it cannot be combined with "
+                         "--workers or --gpus (which run trials in worker processes)")
+    return gpus
+
+
 def _executor(args: argparse.Namespace, prepared, reporter):
     """The executor the options ask for: in this process, or a pool of worker processes.
 
@@ -196,12 +207,7 @@ def _executor(args: argparse.Namespace, prepared, reporter):
     from .backend import Backend
     from .executors import PoolExecutor
 
-    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers {args.workers}: must be at least 1")
-    if args.isolation == "off" and (args.workers or gpus):
-        raise UsageError("--isolation off runs every trial in this process; it cannot be combined with "
-                         "--workers or --gpus (which run trials in worker processes)")
+    gpus = _check_executor_args(args)
     on_gpu = any(isinstance(b, Backend) and b.device().kind != "cpu" for b in prepared.backends.values())
     if args.isolation == "off" or (args.isolation == "auto" and not on_gpu and not args.workers and not gpus):
         return None
@@ -242,6 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             report.out.print(trial.id, highlight=False, markup=False, soft_wrap=True)
         report.out.print(f"{len(trials)} trials", highlight=False)
         return 0
+    _check_executor_args(args)
     run_id = args.run_id or new_run_id()
     prepared = prepare_run(suite, registry, options, args.results_dir / suite.name / run_id, trials=trials,
                            console=report.err)
