@@ -18,9 +18,10 @@ STRATEGIES = {
 
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
-def test_strategy_runs_end_to_end(strategy, tmp_path, registry, cache_dir, tiny_weights):
+def test_strategy_runs_end_to_end(strategy, tmp_path, registry, tiny_weights):
     body = TINY_SUITE + f"[strategies.{strategy}]\n{STRATEGIES[strategy]}\n"
-    store, reporter = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, cache_dir)
+    # a cache of its own: features cached on disk by another test would make feature_time_s 0
+    store, reporter = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache")
     [row] = store.rows()
     assert row["status"] == "ok", row["error"]
     assert 0.0 <= row["test_accuracy"] <= 1.0 and row["test_images"] == 16
@@ -36,12 +37,29 @@ def test_strategy_runs_end_to_end(strategy, tmp_path, registry, cache_dir, tiny_
         assert row["trainable_params"] == row["total_params"]
 
 
-def test_frozen_strategies_reuse_cached_features(tmp_path, registry, cache_dir, tiny_weights):
+def test_frozen_strategies_reuse_cached_features(tmp_path, registry, tiny_weights):
     body = TINY_SUITE + "[strategies.svm]\n[strategies.last_layer]\nepochs = 2\n"
-    store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, cache_dir)
+    store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache")
     svm, head = store.rows()
     assert svm["feature_time_s"] > 0
     assert head["feature_time_s"] == 0.0  # every image's features were already computed for svm
+    # the next run of the same images (a resumed or repeated run, another worker) reads them from disk
+    again, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache", run_id="r2")
+    svm2, head2 = again.rows()
+    assert svm2["feature_time_s"] == 0.0 and svm2["test_accuracy"] == svm["test_accuracy"]
+    assert head2["test_accuracy"] == head["test_accuracy"] and head2["val_loss"] == head["val_loss"]
+
+
+def test_damaged_feature_files_are_recomputed(tmp_path, registry, tiny_weights):
+    body = TINY_SUITE + "[strategies.svm]\n"
+    store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache")
+    files = sorted((tmp_path / "cache" / "features").rglob("*.npz"))
+    assert len(files) == 32  # 12 train, 4 validation and 16 test images of the tiny suite
+    for f in files[:3]:
+        f.write_bytes(f.read_bytes()[:-7])  # truncated
+    again, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache", run_id="r2")
+    [first], [second] = store.rows(), again.rows()
+    assert second["feature_time_s"] > 0 and second["test_accuracy"] == first["test_accuracy"]
 
 
 def _tiny_model(registry, last_blocks, bn_inference):

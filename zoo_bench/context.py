@@ -1,31 +1,41 @@
 """What a strategy sees of its trial: data, backbone, backend, and the shared feature cache."""
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
 from .backend import Backend, BackboneSpec, EpochCallback, HeadFit, HeadFitResult, HeadSpec
 from .errors import ZooBenchError
-from .images import Batch
+from .images import Batch, load_npz, save_npz
 from .sweeps import HeadSweeps, params_key
 
 
 class FeatureCache:
-    """Bottleneck features per (backend, backbone, weights, image size, precision, image path).
+    """Bottleneck features per (backend, backbone, weights, image size, precision, image).
 
     Frozen-base strategies ask for features of their images; only images never seen by this
     backbone are run through it, so after the first trial a head epoch costs milliseconds.
     The frozen base itself is kept for the backbone in use and dropped when the backbone changes.
+
+    With ``disk_dir``, features also live on disk, one ``.npz`` per image keyed by the content of
+    its decoded pixels and by backend, backbone, weights, image size, precision and device kind;
+    written atomically, checked on read (CRC, shape, dtype; a bad entry is recomputed). So worker
+    processes, a resumed run and the next run of the same images compute each image's features once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, disk_dir: Path | None = None) -> None:
+        self.disk_dir = disk_dir
         self._features: dict[tuple, np.ndarray] = {}
         self._base_key: tuple | None = None
         self._base: Any = None
         self._base_error: ZooBenchError | None = None
+        self.disk_hits = 0  # features read from disk instead of computed
+        self.rejected = 0  # disk entries found damaged or of the wrong shape, then recomputed
 
     def frozen_base(self, backend: Backend, spec: BackboneSpec, image_size: int) -> Any:
         """The pretrained base for feature extraction, built once per backbone."""
@@ -42,12 +52,36 @@ class FeatureCache:
             raise self._base_error
         return self._base
 
+    def _disk_folder(self, prefix: tuple, device_kind: str) -> Path | None:
+        if self.disk_dir is None:
+            return None
+        name = hashlib.blake2b(repr(prefix[:5] + (device_kind,)).encode(), digest_size=8).hexdigest()
+        return self.disk_dir / name
+
+    @staticmethod
+    def _image_key(pixels: np.ndarray) -> str:
+        return hashlib.blake2b(np.ascontiguousarray(pixels).tobytes(), digest_size=20).hexdigest()
+
     def features(self, backend: Backend, spec: BackboneSpec, image_size: int, batch: Batch,
                  batch_size: int) -> tuple[np.ndarray, float]:
         """Features for a batch of images, and the seconds spent computing the missing ones."""
         base = self.frozen_base(backend, spec, image_size)
         prefix = (backend.name, spec.name, spec.weights, image_size, backend.device().precision)
         todo = [i for i, p in enumerate(batch.paths) if prefix + (p,) not in self._features]
+        folder = self._disk_folder(prefix, backend.device().kind) if todo else None
+        keys: dict[int, str] = {}
+        if folder is not None:
+            dim = backend.feature_dim(base)
+            missing = []
+            for i in todo:
+                keys[i] = self._image_key(batch.images[i])
+                row = self._read(folder / keys[i][:2] / f"{keys[i]}.npz", dim)
+                if row is None:
+                    missing.append(i)
+                else:
+                    self._features[prefix + (batch.paths[i],)] = row
+                    self.disk_hits += 1
+            todo = missing
         seconds = 0.0
         if todo:
             start = time.perf_counter()
@@ -55,9 +89,24 @@ class FeatureCache:
             seconds = time.perf_counter() - start
             for i, row in zip(todo, computed):
                 self._features[prefix + (batch.paths[i],)] = row
+                if folder is not None:
+                    try:
+                        save_npz(folder / keys[i][:2] / f"{keys[i]}.npz", {"features": np.asarray(row, np.float32)})
+                    except OSError:
+                        pass  # a full or read-only cache disk costs a recomputation next time, nothing else
         if not batch.paths:
             return np.zeros((0, backend.feature_dim(base)), np.float32), seconds
         return np.stack([self._features[prefix + (p,)] for p in batch.paths]), seconds
+
+    def _read(self, entry: Path, dim: int) -> np.ndarray | None:
+        """A disk entry that passes every check, or None (a damaged one is counted)."""
+        if not entry.exists():
+            return None
+        row = (load_npz(entry) or {}).get("features")
+        if row is not None and row.shape == (dim,) and row.dtype == np.float32:
+            return row
+        self.rejected += 1
+        return None
 
 
 @dataclass

@@ -116,7 +116,7 @@ class TrialRunner:
         self.backends, self.options, self.run_dir = backends, options, run_dir
         self.events: Events = events or NoEvents()
         self.images = ImageCache(options.cache_dir)
-        self.features = FeatureCache()
+        self.features = FeatureCache(options.cache_dir / "features" if options.cache_dir else None)
         self.head_sweeps = HeadSweeps()
         self._test: dict[int, Any] = {}  # image size -> the stacked test part, shared by every trial
         self._skipped: dict[str, str] = {}
