@@ -23,19 +23,10 @@ import fault_strategies  # noqa: E402  (the test-only sleep strategy)
 from zoo_bench.executors import PoolExecutor  # noqa: E402
 from zoo_bench.plugins import load_plugins  # noqa: E402
 from zoo_bench.prepare import RunOptions, prepare_run  # noqa: E402
-from zoo_bench.runner import Runner  # noqa: E402
+from zoo_bench.runner import QuietReporter, Runner  # noqa: E402
 from zoo_bench.suite import parse_suite  # noqa: E402
 
 BACKBONES = ["efficientnet_lite0", "tiny_cnn", "resnet50", "mobilenet_v2"]
-
-
-class Quiet:
-    def start(self, total, done): pass
-    def trial_started(self, trial): pass
-    def epoch(self, trial, index, total, stats): pass
-    def note(self, trial, text): pass
-    def trial_finished(self, trial, row): pass
-    def close(self): pass
 
 
 def suite_text(seconds: float) -> str:
@@ -71,9 +62,9 @@ def run(folder: Path, workers: int | None, seconds: float) -> tuple[float, int]:
     prepared = prepare_run(suite, registry, options, folder / "results")
     executor = None
     if workers:
-        executor = PoolExecutor.for_run(suite, registry, options, prepared.listing, prepared.store.run_dir, Quiet(),
+        executor = PoolExecutor.for_run(suite, registry, options, prepared.listing, prepared.store.run_dir, QuietReporter(),
                                         workers=workers, threads=1)
-    rows = Runner(prepared, Quiet(), executor).run()
+    rows = Runner(prepared, QuietReporter(), executor).run()
     return time.perf_counter() - start, sum(r["status"] == "ok" for r in rows)
 
 

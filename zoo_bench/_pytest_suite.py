@@ -11,21 +11,12 @@ from zoo_bench.plugins import load_plugins
 from zoo_bench.pytest_plugin import EpochClock, benchmark_durations, data_root
 from zoo_bench.prepare import RunOptions, prepare_run
 from zoo_bench.results import new_run_id
-from zoo_bench.runner import Runner
+from zoo_bench.runner import QuietReporter, Runner
 from zoo_bench.suite import parse_suite
 
 EXTRA_FIELDS = ("test_accuracy", "val_accuracy", "epoch_time_s", "first_epoch_s", "feature_time_s",
                 "train_images_per_s", "peak_memory_mb", "trainable_params", "total_params", "skipped_images",
                 "device_name", "precision", "wall_s", "status", "error")
-
-
-class _Quiet:
-    def start(self, total, done): pass
-    def trial_started(self, trial): pass
-    def epoch(self, trial, index, total, stats): pass
-    def note(self, trial, text): pass
-    def trial_finished(self, trial, row): pass
-    def close(self): pass
 
 
 def _suite(config):
@@ -49,7 +40,7 @@ def zoo_runner(pytestconfig):
                          weights_dir=os.environ.get("ZOO_BENCH_WEIGHTS_DIR"))
     run_id = pytestconfig.getoption("--zoo-run-id") or new_run_id()
     run_dir = Path(pytestconfig.getoption("--zoo-results-dir")) / suite.name / run_id
-    runner = Runner(prepare_run(suite, registry, options, run_dir), _Quiet())
+    runner = Runner(prepare_run(suite, registry, options, run_dir), QuietReporter())
     yield runner
     runner.store.write_table()
 

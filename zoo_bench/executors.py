@@ -19,6 +19,7 @@ import importlib
 import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -146,8 +147,8 @@ def _worker_main(setup: WorkerSetup, unit: Unit, env: dict[str, str], conn) -> N
         registry = load_plugins(extra=[importlib.import_module(m) for m in setup.extra_plugins])
         suite = parse_suite(setup.suite_path, registry, profile=setup.profile, raw=setup.raw)
         backends = make_backends(suite, registry, setup.options)
-        if "ZOO_BENCH_WORKER_THREADS" in env and "torch" in __import__("sys").modules:
-            __import__("torch").set_num_threads(int(env["ZOO_BENCH_WORKER_THREADS"]))
+        if "ZOO_BENCH_WORKER_THREADS" in env and "torch" in sys.modules:  # OMP_NUM_THREADS set it already
+            sys.modules["torch"].set_num_threads(int(env["ZOO_BENCH_WORKER_THREADS"]))
         runner = TrialRunner(suite, registry, setup.listing, backends, setup.options, setup.run_dir, events)
     except BaseException:  # the driver records why, and does not start this unit's backbone again
         conn.send(("setup_error", traceback.format_exc()))

@@ -33,6 +33,17 @@ class Reporter(Protocol):
     def close(self) -> None: ...
 
 
+class QuietReporter:
+    """A reporter that shows nothing (the pytest plugin, benchmarks)."""
+
+    def start(self, total: int, already_done: int) -> None: ...
+    def trial_started(self, trial: Trial) -> None: ...
+    def epoch(self, trial: Trial, index: int, total: int, stats: EpochStats) -> None: ...
+    def note(self, trial: Trial, text: str) -> None: ...
+    def trial_finished(self, trial: Trial, row: dict[str, Any]) -> None: ...
+    def close(self) -> None: ...
+
+
 class Runner:
     """Runs a list of trials of one suite into one run folder, through ``executor``.
 
@@ -45,6 +56,7 @@ class Runner:
         self.suite = prepared.suite
         self.executor = executor or InProcessExecutor(self.trial_runner())
         self._skipped_logged: set[str] | None = None
+        self._solo: TrialRunner | None = None  # run_one's trial runner, made on first use
 
     def trial_runner(self) -> TrialRunner:
         """A trial runner in this process, reporting to this driver's reporter."""
@@ -95,7 +107,7 @@ class Runner:
 
     def run_one(self, trial: Trial) -> dict[str, Any]:
         """One trial in this process, recorded (the pytest plugin's benchmark per trial)."""
-        if not hasattr(self, "_solo"):
+        if self._solo is None:
             self._solo = self.trial_runner()
         return self.record(self._solo.run(trial))
 
