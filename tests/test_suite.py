@@ -129,7 +129,7 @@ def only_problem(tmp_path, registry, body: str, profile=None) -> str:
     (BASE + "[profiles.small]\nrun = 5\n", "profiles.small.run: must be a table, got int 5"),
     (BASE + "[profiles.small.strategies]\nsvm = 1979-05-27\n",
      "profiles.small.strategies.svm: must be a table, got date datetime.date(1979, 5, 27)"),
-    (BASE + "[profiles.small.extra]\n", "profiles.small.extra: unknown table (allowed: suite, dataset, run, compare, select, "
+    (BASE + "[profiles.small.extra]\n", "profiles.small.extra: unknown table (allowed: suite, dataset, run, compare, select, ray, "
                                         "strategies)"),
 ])
 def test_misshapen_profiles_are_named_whether_applied_or_not(tmp_path, registry, body, expected, profile):

@@ -6,6 +6,7 @@ Exit codes: 0 every trial finished (ok or diverged); 1 a trial failed; 2 bad sui
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import signal
 import sys
@@ -57,6 +58,12 @@ def build_parser() -> argparse.ArgumentParser:
                           "GPU in --gpus or visible to torch; else 1). On CPU they split the cores")
     run.add_argument("--gpus", metavar="IDS",
                      help="comma-separated GPU ids, e.g. 0,1,3: one worker per id, each seeing only its GPU")
+    run.add_argument("--executor", choices=["local", "ray"], default=None,
+                     help="local: this process or a pool of worker processes here (default); ray: Ray tasks "
+                          "(pip install 'zoo-bench[ray]'), a GPU each ([ray] num_gpus) on any node")
+    run.add_argument("--ray-address", metavar="ADDR",
+                     help="join this Ray cluster (e.g. 10.0.0.1:6379; implies --executor ray); without it "
+                          "--executor ray starts a local Ray instance")
     _common(run)
 
     val = sub.add_parser("validate", help="check a suite (and its data) without running anything")
@@ -189,25 +196,43 @@ def _visible_gpus(backends: dict) -> int:
 def _check_executor_args(args: argparse.Namespace) -> list[str] | None:
     """The GPU ids asked for; refuses contradictory worker options before anything is written."""
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+    if args.ray_address and args.executor == "local":
+        raise UsageError("--ray-address joins a Ray cluster; it cannot be combined with --executor local")
+    if args.ray_address:
+        args.executor = "ray"
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers {args.workers}: must be at least 1")
-    if args.isolation == "off" and (args.workers or gpus):
+    if args.isolation == "off" and (args.workers or gpus or args.executor == "ray"):
         raise UsageError("--isolation off runs every trial in this process; it cannot be combined with "
-                         "--workers or --gpus (which run trials in worker processes)")
+                         "--workers, --gpus or --executor ray (which run trials in worker processes)")
+    if args.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise UsageError("--executor ray needs Ray, which is not installed: pip install 'zoo-bench[ray]'")
+    if args.executor == "ray" and gpus:
+        raise UsageError("--gpus picks GPUs of this machine for the local pool; with --executor ray, Ray places "
+                         "each unit on a free GPU (set [ray] num_gpus in the suite)")
     return gpus
 
 
 def _executor(args: argparse.Namespace, prepared, reporter):
-    """The executor the options ask for: in this process, or a pool of worker processes.
+    """The executor the options ask for: Ray tasks, this process, or a pool of worker processes.
 
-    ``--isolation off`` runs in this process and cannot be combined with ``--workers``/``--gpus``.
+    ``--executor ray`` (or ``--ray-address``): Ray tasks, ``--workers`` capping how many run at once.
+    ``--isolation off`` runs in this process and cannot be combined with any of the others.
     A pool of one worker is ``--isolation on``; ``auto`` uses one worker per visible GPU where a GPU
     is used, and this process on a CPU-only machine.
     """
     from .backend import Backend
-    from .executors import PoolExecutor
+    from .executors import PoolExecutor, worker_setup
 
     gpus = _check_executor_args(args)
+    p = prepared
+    if args.executor == "ray":
+        from .executors.ray_cluster import RayExecutor
+
+        setup = worker_setup(p.suite, p.registry, p.options, p.listing, p.store.run_dir)
+        executor = RayExecutor(setup, reporter, args.ray_address, workers=args.workers, **p.suite.ray)
+        report.message(executor.describe())
+        return executor
     on_gpu = any(isinstance(b, Backend) and b.device().kind != "cpu" for b in prepared.backends.values())
     if args.isolation == "off" or (args.isolation == "auto" and not on_gpu and not args.workers and not gpus):
         return None
@@ -222,7 +247,6 @@ def _executor(args: argparse.Namespace, prepared, reporter):
     where = f"GPUs {','.join(gpus)}" if gpus else (f"{threads} CPU threads each" if threads else "")
     report.message(f"trials run in {workers} worker process{'es' if workers > 1 else ''}"
                    f"{' (' + where + ')' if where else ''}, one per backbone at a time")
-    p = prepared
     return PoolExecutor.for_run(p.suite, p.registry, p.options, p.listing, p.store.run_dir, reporter,
                                 workers=workers, gpus=gpus, threads=threads)
 
@@ -261,10 +285,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             report.error(f"backend {name}: {backend}")
     report.message(f"run {run_id}: {len(trials)} trials -> {store.run_dir}")
     reporter = report.RichReporter(enabled=not args.no_progress)
-    runner = Runner(prepared, reporter, _executor(args, prepared, reporter))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        runner.run()
+        Runner(prepared, reporter, _executor(args, prepared, reporter)).run()
     except KeyboardInterrupt as exc:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the summary short
         _, df = _finish(store, trials, title=f"{suite.name} (interrupted)")

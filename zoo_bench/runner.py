@@ -92,7 +92,7 @@ class Runner:
         return rows
 
     def _run_units(self, trials: list[Trial], sweeps: dict[str, tuple[dict[str, Any], ...]]) -> list[dict[str, Any]]:
-        for unit in make_units(trials, sweeps):
+        for unit in make_units(trials, sweeps, self.executor.parallel):
             self.executor.submit(unit)
         return [self.record(result) for result in self.executor.results()]
 

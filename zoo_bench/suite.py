@@ -37,13 +37,14 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     "compare": {"fail": ([], "list[str]")},
     "select": {"metric": ("val_accuracy", "str"), "search": ("none", "str"), "tune": ([], "list[str]"),
                "refit": (False, "bool")},
+    "ray": {"num_gpus": (1.0, "float"), "num_cpus": (1.0, "float")},
     "run": {
         "backends": (REQUIRED, "list[str]"), "backbones": (REQUIRED, "list[str]"),
         "batch_size": (32, "int"), "min_batch_size": (2, "int"), "image_size": (0, "int"), "precision": ("auto", "str"),
         "device": ("auto", "str"),
     },
 }
-TOP_LEVEL = ("suite", "dataset", "run", "compare", "select", "strategies", "profiles")
+TOP_LEVEL = ("suite", "dataset", "run", "compare", "select", "ray", "strategies", "profiles")
 SELECT_METRICS = ("val_accuracy", "val_loss", "val_balanced_accuracy")
 SEARCHES = ("none", "default")
 PATH_KEYS = ("dataset.path", "dataset.train", "dataset.test")  # strings that become file names
@@ -73,6 +74,7 @@ class Suite:
     tuned: dict[str, tuple[str, ...]] = field(default_factory=dict)  # strategy -> parameters selected over
     tuned_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> their default values
     refit: bool = False  # retrain each chosen configuration on train + validation and test that
+    ray: dict[str, float] = field(default_factory=lambda: {"num_gpus": 1.0, "num_cpus": 1.0})  # per unit task
     profile: str | None = None
     profiles: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict)
@@ -247,6 +249,10 @@ def parse_suite(
     _check_ranges(run, ds, meta, bad)
     strategies, strategy_backbones, given = _check_strategies(data.get("strategies", {}), registry, run, bad)
     tuned = _check_select(values["select"], "select" in data, strategies, given, registry, bad)
+    for key, low in (("num_gpus", 0.0), ("num_cpus", 0.0)):
+        value = values["ray"].get(key)
+        if value is not None and not (low < value <= 1024):
+            bad(f"ray.{key}", f"must be more than {low:g} and at most 1024, got {value}")
     for i, text in enumerate(values["compare"].get("fail", [])):
         from .compare import Gate
 
@@ -265,7 +271,7 @@ def parse_suite(
         refit=bool(values["select"].get("refit")) if "select" in data else False,
         tuned_defaults={name: {k: registry.strategies[name].param_specs()[k].default for k in keys}
                         for name, keys in tuned.items()},
-        profile=profile,
+        ray={k: float(v) for k, v in values["ray"].items()}, profile=profile,
         profiles=tuple(declared_profiles), raw=data,
     )
 
