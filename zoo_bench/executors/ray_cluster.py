@@ -91,7 +91,7 @@ class RayExecutor(Executor):
         self.ray, self.setup, self.events = ray, setup, events
         handlers = _signal_handlers()
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
                      namespace="zoo-bench", **({"num_cpus": os.cpu_count()} if address is None else {}))
         except (ConnectionError, RuntimeError, ValueError) as exc:
             where = f"the Ray cluster at {address}" if address else "a local Ray instance"
