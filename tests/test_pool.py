@@ -78,3 +78,57 @@ def test_a_crash_in_a_pool_fails_its_trial_and_the_unit_goes_on(tmp_path, fault_
     others = [r for r in rows if r not in crashed]
     assert all(r["status"] == "ok" for r in others), [r["error"] for r in others]
     assert (store.run_dir / "errors.log").read_text().count("SIGSEGV") == 2
+
+
+def test_a_single_backbone_suite_is_split_across_idle_workers(tmp_path, fault_registry, cache_dir):
+    one = lite0_suite("one", "[strategies.sleep]\nseconds = 1.5", seeds=(0, 1, 2, 3))
+    store, _ = run_inprocess(write_suite(tmp_path, one), fault_registry, tmp_path, cache_dir, workers=2, threads=1)
+    rows = sorted(store.rows(), key=lambda r: r["seed"])
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    first, second = spans(rows[:2]), spans(rows[2:])  # the unit's halves: seeds 0-1 and 2-3
+    assert max(min(e1, e2) - max(s1, s2) for s1, e1 in first for s2, e2 in second) > 1.0
+
+
+def test_units_split_for_idle_workers_but_never_inside_a_head_sweep(tmp_path, registry):
+    from zoo_bench.executors import make_units
+    from zoo_bench.grid import expand
+    from zoo_bench.suite import parse_suite
+    from zoo_bench.sweeps import group_sweeps
+
+    body = "[strategies.svm]\n[strategies.last_layer]\nlr = [0.001, 0.01, 0.1]"
+    suite = parse_suite(write_suite(tmp_path, lite0_suite("split", body, seeds=(0, 1))), registry)
+    trials = expand(suite)
+    ordered, sweeps = group_sweeps(trials, {n: tuple(getattr(c, "sweep_params", ())) for n, c in
+                                            registry.strategies.items()})
+    assert [len(u.trials) for u in make_units(ordered, sweeps, 1)] == [8]
+    units = make_units(ordered, sweeps, 16)
+    assert len(units) == 4  # per seed: the svm trial, and the sweep of 3 heads kept whole
+    assert sorted(t.id for u in units for t in u.trials) == sorted(t.id for t in trials)
+    for unit in units:
+        for trial in unit.trials:
+            if trial.id in sweeps:  # every member of its sweep runs in the same unit
+                members = {t.id for t in trials if t.seed == trial.seed and t.strategy == trial.strategy}
+                assert members <= {t.id for t in unit.trials}
+                assert unit.sweeps[trial.id] == sweeps[trial.id]
+    assert sorted(len(u.trials) for u in make_units(ordered, sweeps, 3)) == [2, 3, 3]  # the most trials split first
+
+
+def test_a_worker_that_cannot_see_the_data_fails_its_unit_in_one_line(tmp_path, registry):
+    from conftest import QuietReporter
+    from zoo_bench.executors import PoolExecutor
+    from zoo_bench.prepare import RunOptions, prepare_run
+    from zoo_bench.runner import Runner
+    from zoo_bench.suite import parse_suite
+
+    suite = parse_suite(write_suite(tmp_path, lite0_suite("blind", "[strategies.svm]")), registry)
+    options = RunOptions(data_root=tmp_path, cache_dir=tmp_path / "cache", device="cpu")
+    prepared = prepare_run(suite, registry, options, tmp_path / "results" / "blind" / "r")
+    (tmp_path / "cache" / "synthetic").rename(tmp_path / "elsewhere")  # the data is listed, then gone
+    reporter = QuietReporter()
+    pool = PoolExecutor.for_run(suite, registry, options, prepared.listing, prepared.store.run_dir, reporter)
+    Runner(prepared, reporter, pool).run()
+    (row,) = prepared.store.rows()
+    missing = prepared.listing.train[0][0]
+    assert row["error"] == (f"the worker process for torch/efficientnet_lite0 could not start: node "
+                            f"{__import__('socket').gethostname()} cannot see the data: {missing} does not exist "
+                            "(every node needs the data set, weights and results folders at the driver's paths)")

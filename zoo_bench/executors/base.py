@@ -44,8 +44,8 @@ def make_units(trials: list[Trial], sweeps: Sweeps, parallel: int = 1) -> list[U
             unit.sweeps[trial.id] = sweeps[trial.id]
     out = list(units.values())
     while len(out) < parallel:
-        biggest = max(out, key=lambda u: len(_pieces(u)), default=None)
-        if biggest is None or len(_pieces(biggest)) < 2:
+        biggest = max((u for u in out if len(_pieces(u)) > 1), key=lambda u: len(u.trials), default=None)
+        if biggest is None:
             break
         out.remove(biggest)
         out += _halves(biggest)
@@ -72,8 +72,10 @@ def _same_sweep(a: Trial, b: Trial, sweeps: Sweeps) -> bool:
 
 
 def _halves(unit: Unit) -> list[Unit]:
+    """The unit cut in two at the piece boundary nearest to half its trials."""
     pieces = _pieces(unit)
-    cut = len(pieces) // 2
+    sizes = [len(p) for p in pieces]
+    cut = min(range(1, len(pieces)), key=lambda c: abs(2 * sum(sizes[:c]) - len(unit.trials)))
     out = []
     for part in (pieces[:cut], pieces[cut:]):
         trials = [t for piece in part for t in piece]
