@@ -11,10 +11,6 @@ from typing import Any
 
 import numpy as np
 
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-from sklearn.svm import LinearSVC
-
 from zoo_bench import DivergedError, EpochStats, OptimizerSpec, Outcome, Strategy, TrialContext
 from zoo_bench.backend import HeadFit, HeadSpec, Monitor
 from zoo_bench.params import EARLY_STOPPING, HEAD_PARAMS, Param, augment, epochs, lr, momentum, optimizer, weight_decay
@@ -114,6 +110,10 @@ class Svm(Strategy):
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
         x = ctx.features("train")
+        from sklearn.pipeline import make_pipeline  # here: loading the plugin stays cheap for workers
+        from sklearn.preprocessing import StandardScaler
+        from sklearn.svm import LinearSVC
+
         clf = make_pipeline(StandardScaler(), LinearSVC(C=p["C"], max_iter=20000, random_state=ctx.seed))
         start = time.perf_counter()
         clf.fit(x, ctx.train.labels)
