@@ -57,8 +57,14 @@ def test_dry_run_prints_the_grid_and_its_size(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--isolation", "off", "--workers", "2"], "error: --isolation off runs every trial in this process; it cannot be "
-                                               "combined with --workers or --gpus (which run trials in worker processes)"),
+                                               "combined with --workers, --gpus or --executor ray (which run trials in "
+                                               "worker processes)"),
     (["--workers", "0"], "error: --workers 0: must be at least 1"),
+    (["--executor", "ray", "--gpus", "0"], "error: --gpus picks GPUs of this machine for the local pool; with "
+                                           "--executor ray, Ray places each unit on a free GPU (set [ray] num_gpus "
+                                           "in the suite)"),
+    (["--executor", "local", "--ray-address", "127.0.0.1:1"], "error: --ray-address joins a Ray cluster; it cannot "
+                                                              "be combined with --executor local"),
 ])
 def test_contradictory_worker_options_exit_2_before_anything_is_written(tmp_path, args, message):
     path = write_suite(tmp_path, SMALL + "[strategies.svm]\n")

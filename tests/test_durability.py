@@ -16,7 +16,7 @@ import pytest
 
 from conftest import write_suite
 
-KILLS = 22
+KILLS = 10
 SUITE = """
 [suite]
 name = "killme"
@@ -94,7 +94,7 @@ def test_sigkill_at_random_moments_then_resume_keeps_every_trial_exactly_once(tm
     rng = random.Random(20261122)
     killed_mid_run = 0
     for attempt in range(KILLS):
-        isolated = attempt % 5 == 4  # some attempts with trials in worker processes
+        isolated = attempt % 3 == 2  # some attempts with trials in worker processes
         started = time.time()
         proc = start_run(suite, tmp_path, "--isolation", "on" if isolated else "off")
         if attempt % 4 == 0:  # anywhere, start-up included
@@ -113,7 +113,7 @@ def test_sigkill_at_random_moments_then_resume_keeps_every_trial_exactly_once(tm
         assert group_gone(proc), "a worker outlived its killed run"
         if (run_dir / "trials.jsonl").exists():
             assert_intact_after_heal(run_dir, ids)
-    assert killed_mid_run >= 20
+    assert killed_mid_run >= KILLS - 2
     done_before = len(json_rows(run_dir))
     assert done_before < len(ids), "the kills came too late to interrupt anything"
     final = start_run(suite, tmp_path)
