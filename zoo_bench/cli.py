@@ -240,13 +240,14 @@ def _executor(args: argparse.Namespace, prepared, reporter):
         count = _visible_gpus(prepared.backends)
         gpus = [str(i) for i in range(count)] if count > 1 else None
     workers = args.workers or (len(gpus) if gpus else 1)
-    units = len({(t.backend, t.backbone) for t in prepared.trials})
+    at_once = min(workers, len(prepared.trials))  # units are split until every worker has one
     threads = None
-    if not on_gpu and min(workers, units) > 1:  # workers that will run at once split the cores
-        threads = max(1, (os.cpu_count() or 1) // min(workers, units))
+    if not on_gpu and at_once > 1:  # workers that will run at once split the cores
+        threads = max(1, (os.cpu_count() or 1) // at_once)
     where = f"GPUs {','.join(gpus)}" if gpus else (f"{threads} CPU threads each" if threads else "")
     report.message(f"trials run in {workers} worker process{'es' if workers > 1 else ''}"
-                   f"{' (' + where + ')' if where else ''}, one per backbone at a time")
+                   f"{' (' + where + ')' if where else ''}, each taking a backbone's trials (or a share of them) "
+                   "at a time")
     return PoolExecutor.for_run(p.suite, p.registry, p.options, p.listing, p.store.run_dir, reporter,
                                 workers=workers, gpus=gpus, threads=threads)
 
