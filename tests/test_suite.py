@@ -77,6 +77,23 @@ def test_ranges_and_enums(tmp_path, registry):
         assert fragment in text
 
 
+@pytest.mark.parametrize("table, expected", [
+    ("num_gpus = 1.5", "ray.num_gpus: must be a whole number above 1 (a fraction only below 1), got 1.5"),
+    ("num_cpus = 0", "ray.num_cpus: must be more than 0 and at most 1024, got 0"),
+    ("num_gpus = -1", "ray.num_gpus: must be at least 0 and at most 1024, got -1"),
+    ('num_cpus = "two"', "ray.num_cpus: must be float, got str 'two'"),
+    ("gpus = 1", "ray.gpus: unknown key (allowed: num_cpus, num_gpus)"),
+])
+def test_ray_settings_are_checked(tmp_path, registry, table, expected):
+    assert any(line.endswith(expected) for line in problems(tmp_path, registry, BASE + f"[ray]\n{table}\n"))
+
+
+def test_ray_settings_default_and_allow_a_cpu_only_unit(tmp_path, registry):
+    assert parse_suite(write_suite(tmp_path, BASE), registry).ray == {"num_gpus": 1.0, "num_cpus": 1.0}
+    suite = parse_suite(write_suite(tmp_path, BASE + "[ray]\nnum_gpus = 0\nnum_cpus = 0.5\n"), registry)
+    assert suite.ray == {"num_gpus": 0.0, "num_cpus": 0.5}
+
+
 def test_missing_required_and_no_strategies(tmp_path, registry):
     body = TINY_SUITE.replace('name = "tiny"\n', "")
     text = "\n".join(problems(tmp_path, registry, body))

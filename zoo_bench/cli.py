@@ -222,15 +222,16 @@ def _executor(args: argparse.Namespace, prepared, reporter):
     is used, and this process on a CPU-only machine.
     """
     from .backend import Backend
-    from .executors import PoolExecutor, worker_setup
+    from .executors import PoolExecutor, make_units
+    from .sweeps import group_sweeps, strategy_sweep_params
 
     gpus = _check_executor_args(args)
     p = prepared
     if args.executor == "ray":
         from .executors.ray_cluster import RayExecutor
 
-        setup = worker_setup(p.suite, p.registry, p.options, p.listing, p.store.run_dir)
-        executor = RayExecutor(setup, reporter, args.ray_address, workers=args.workers, **p.suite.ray)
+        executor = RayExecutor.for_run(p.suite, p.registry, p.options, p.listing, p.store.run_dir, reporter,
+                                       address=args.ray_address, workers=args.workers)
         report.message(executor.describe())
         return executor
     on_gpu = any(isinstance(b, Backend) and b.device().kind != "cpu" for b in prepared.backends.values())
@@ -240,7 +241,9 @@ def _executor(args: argparse.Namespace, prepared, reporter):
         count = _visible_gpus(prepared.backends)
         gpus = [str(i) for i in range(count)] if count > 1 else None
     workers = args.workers or (len(gpus) if gpus else 1)
-    at_once = min(workers, len(prepared.trials))  # units are split until every worker has one
+    done = p.store.finished_ids()
+    todo, sweeps = group_sweeps([t for t in p.trials if t.id not in done], strategy_sweep_params(p.registry))
+    at_once = min(workers, len(make_units(todo, sweeps, workers)))  # units are split until every worker has one
     threads = None
     if not on_gpu and at_once > 1:  # workers that will run at once split the cores
         threads = max(1, (os.cpu_count() or 1) // at_once)
@@ -274,6 +277,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         report.out.print(f"{len(trials)} trials", highlight=False)
         return 0
     _check_executor_args(args)
+    if args.executor == "ray":  # an unreachable cluster is refused before the run folder is touched
+        from .executors.ray_cluster import connect
+
+        connect(args.ray_address)
     run_id = args.run_id or new_run_id()
     prepared = prepare_run(suite, registry, options, args.results_dir / suite.name / run_id, trials=trials,
                            console=report.err)

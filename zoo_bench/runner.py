@@ -18,7 +18,7 @@ from .prepare import (  # noqa: F401  (the names callers used to import from her
     selection_meta,
 )
 from .results import RunStore
-from .sweeps import group_sweeps
+from .sweeps import group_sweeps, strategy_sweep_params
 from .trials import TrialResult, TrialRunner, log_error, one_line, summarise_epochs, trial_row  # noqa: F401
 
 
@@ -63,16 +63,13 @@ class Runner:
         p = self.prepared
         return TrialRunner(p.suite, p.registry, p.listing, p.backends, p.options, p.store.run_dir, self.reporter)
 
-    def sweep_params(self) -> dict[str, tuple[str, ...]]:
-        """Strategy name -> the parameters its head sweeps may differ in."""
-        return {name: tuple(getattr(cls, "sweep_params", ())) for name, cls in self.prepared.registry.strategies.items()}
 
     def run(self, trials: list[Trial] | None = None) -> list[dict[str, Any]]:
         """Run the trials not yet finished (default: the prepared ones); return the rows written now."""
         trials = self.prepared.trials if trials is None else trials
         self.store.heal()  # a line cut by an earlier kill; rows of this process are written whole
         done = self.store.finished_ids()
-        todo, sweeps = group_sweeps([t for t in trials if t.id not in done], self.sweep_params())
+        todo, sweeps = group_sweeps([t for t in trials if t.id not in done], strategy_sweep_params(self.prepared.registry))
         self.reporter.start(len(trials), len(trials) - len(todo))
         rows: list[dict[str, Any]] = []
         try:

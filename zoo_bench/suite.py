@@ -249,10 +249,14 @@ def parse_suite(
     _check_ranges(run, ds, meta, bad)
     strategies, strategy_backbones, given = _check_strategies(data.get("strategies", {}), registry, run, bad)
     tuned = _check_select(values["select"], "select" in data, strategies, given, registry, bad)
-    for key, low in (("num_gpus", 0.0), ("num_cpus", 0.0)):
+    for key, allow_zero in (("num_gpus", True), ("num_cpus", False)):
         value = values["ray"].get(key)
-        if value is not None and not (low < value <= 1024):
-            bad(f"ray.{key}", f"must be more than {low:g} and at most 1024, got {value}")
+        if value is None:
+            continue
+        if not (0 <= value <= 1024) or (value == 0 and not allow_zero):
+            bad(f"ray.{key}", f"must be {'at least 0' if allow_zero else 'more than 0'} and at most 1024, got {value}")
+        elif value > 1 and value != int(value):  # Ray splits one GPU or CPU, not several
+            bad(f"ray.{key}", f"must be a whole number above 1 (a fraction only below 1), got {value}")
     for i, text in enumerate(values["compare"].get("fail", [])):
         from .compare import Gate
 

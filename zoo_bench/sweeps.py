@@ -18,6 +18,11 @@ def params_key(params: dict[str, Any]) -> tuple:
     return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
 
 
+def strategy_sweep_params(registry: Any) -> dict[str, tuple[str, ...]]:
+    """Strategy name -> the parameters its head sweeps may differ in."""
+    return {name: tuple(getattr(cls, "sweep_params", ())) for name, cls in registry.strategies.items()}
+
+
 def sweep_key(trial: Trial, sweep_params: tuple[str, ...]) -> Hashable | None:
     """What the trials of one sweep share: the cell and every parameter outside ``sweep_params``."""
     if not sweep_params:

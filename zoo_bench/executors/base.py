@@ -31,6 +31,10 @@ class Unit:
     def label(self) -> str:
         return f"{self.key[0]}/{self.key[1]}"
 
+    def rest(self, trials: list[Trial]) -> "Unit":
+        """The same unit with only ``trials`` (what a dead worker left), keeping their sweeps."""
+        return Unit(self.key, list(trials), {t.id: self.sweeps[t.id] for t in trials if t.id in self.sweeps})
+
 
 def make_units(trials: list[Trial], sweeps: Sweeps, parallel: int = 1) -> list[Unit]:
     """Group trials by (backend, backbone), keeping their order; then split the largest units while

@@ -23,7 +23,7 @@ from ..dataset import Listing
 from ..errors import TrialCrashedError
 from ..trials import Events, TrialResult
 from .base import Executor, Unit, error_result
-from .worker import WorkerSetup, run_unit, setup_error_line, worker_env, worker_setup
+from .worker import WorkerSetup, forward_event, run_unit, setup_error_line, worker_env, worker_setup
 
 POLL_S = 0.2
 
@@ -141,22 +141,22 @@ class PoolExecutor(Executor):
         try:
             while slot.conn.poll():
                 kind, payload = slot.conn.recv()
+                if kind in ("result", "started"):
+                    slot.started_at = time.perf_counter()
                 if kind == "result":
                     slot.left.popleft()
-                    slot.started_at = time.perf_counter()
                     yield payload
-                elif kind == "started":
-                    slot.started_at = time.perf_counter()
-                    self.events.trial_started(payload)
-                elif kind == "epoch":
-                    self.events.epoch(*payload)
-                elif kind == "note":
-                    self.events.note(*payload)
+                elif forward_event(self.events, kind, payload):
+                    pass
                 elif kind == "done":
                     self._retire(slot)
                     return
                 elif kind == "setup_error":
                     yield from self._setup_failed(slot, payload)
+                    return
+                elif kind == "unit_error":  # this worker cannot see the storage: this unit fails, not its backbone
+                    yield from self._unit_failed(slot, setup_error_line(slot.unit, payload), payload)
+                    self._retire(slot)
                     return
         except (EOFError, BrokenPipeError, ConnectionResetError, OSError):
             pass  # the worker died mid-message
@@ -172,12 +172,14 @@ class PoolExecutor(Executor):
         del self.slots[slot.index]
 
     def _setup_failed(self, slot: _Slot, text: str) -> Iterator[TrialResult]:
-        key = slot.unit.key
-        self.setup_errors[key] = setup_error_line(slot.unit, text)
+        self.setup_errors[slot.unit.key] = line = setup_error_line(slot.unit, text)
+        yield from self._unit_failed(slot, line, text)
+        self._retire(slot)
+
+    def _unit_failed(self, slot: _Slot, line: str, text: str) -> Iterator[TrialResult]:
         for i, trial in enumerate(slot.left):
             seconds = time.perf_counter() - slot.started_at if i == 0 else 0.0
-            yield error_result(trial, self.setup_errors[key], seconds, text if i == 0 else None)
-        self._retire(slot)
+            yield error_result(trial, line, seconds, text if i == 0 else None)
 
     def _crashed(self, slot: _Slot) -> Iterator[TrialResult]:
         """The trial in progress becomes an error row; a fresh process takes the unit's other trials."""
@@ -192,7 +194,7 @@ class PoolExecutor(Executor):
         error = TrialCrashedError(f"the trial's process {how} (run isolated, so the suite goes on)")
         yield error_result(trial, str(error), seconds, str(error))
         if slot.left:
-            self.queue.appendleft(Unit(slot.unit.key, list(slot.left), slot.unit.sweeps))
+            self.queue.appendleft(slot.unit.rest(list(slot.left)))
 
     def cancel(self) -> None:
         self.queue.clear()

@@ -15,6 +15,7 @@ and a node that cannot see them fails its unit in one line (:func:`~.worker.chec
 from __future__ import annotations
 
 import logging
+import math
 import os
 import queue
 import signal
@@ -28,7 +29,7 @@ from typing import Any, Iterator
 from ..errors import UsageError
 from ..trials import Events, TrialResult
 from .base import Executor, Unit, error_result
-from .worker import WorkerSetup, run_unit, setup_error_line, worker_env
+from .worker import WorkerSetup, forward_event, run_unit, setup_error_line, worker_env, worker_setup
 
 POLL_S = 0.2
 INSTALL = "pip install 'zoo-bench[ray]'"
@@ -43,12 +44,13 @@ def _unit_messages(setup: WorkerSetup, unit: Unit, env: dict[str, str]) -> Itera
     def work() -> None:
         try:
             run_unit(setup, unit, env, messages.put)
-        except BaseException:  # run_unit reports its own failures; this is a last resort
-            messages.put(("setup_error", traceback.format_exc()))
+        except BaseException:  # run_unit reports its own failures; this one ends the task like a crash
+            messages.put(("worker_error", traceback.format_exc()))
         finally:
             messages.put(None)
 
-    yield ("node", f"{socket.gethostname()} ({ray.util.get_node_ip_address()})")
+    node = f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
+    yield ("node", (node, ray.get_runtime_context().get_node_id()))
     threading.Thread(target=work, daemon=True, name=f"zoo-bench {unit.label}").start()
     while (message := messages.get()) is not None:
         yield message
@@ -74,52 +76,93 @@ class _Task:
     gen: Any  # ray.ObjectRefGenerator
     left: list = field(default_factory=list)  # trials not finished yet, in order
     node: str = "an unknown node"
+    node_id: str = ""
     started_at: float = field(default_factory=time.perf_counter)
+
+
+def connect(address: str | None) -> Any:
+    """Join the Ray cluster at ``address``, or start a local Ray instance; the ``ray`` module.
+
+    Called before the run folder is touched, so an unreachable cluster costs nothing.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(f"--executor ray needs Ray, which is not installed: {INSTALL}") from None
+    if ray.is_initialized():
+        return ray
+    handlers = _signal_handlers()
+    try:
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING, namespace="zoo-bench",
+                 **({"num_cpus": os.cpu_count()} if address is None else {}))
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise UsageError(f"cannot reach {where}: {' '.join(str(exc).split())[:300]}") from None
+    finally:
+        _restore(handlers)  # Ray takes over SIGINT and SIGTERM; Ctrl-C and kill must still stop the run
+    return ray
+
+
+def units_that_fit(nodes: list[dict[str, Any]], num_gpus: float, num_cpus: float) -> int:
+    """How many unit tasks the live nodes hold at once: per node, its GPUs and CPUs both, summed."""
+    total = 0
+    for node in nodes:
+        if not node.get("Alive"):
+            continue
+        have = node.get("Resources", {})
+        fits = math.floor(have.get("CPU", 0) / num_cpus + 1e-9)
+        if num_gpus:
+            fits = min(fits, math.floor(have.get("GPU", 0) / num_gpus + 1e-9))
+        total += fits
+    return total
 
 
 class RayExecutor(Executor):
     """Units as Ray tasks. ``address``: an existing cluster (``ray start --head`` gives one), or None
-    for a local Ray instance started here and stopped at the end. ``workers``: at most this many
-    units at once (default: as many as the cluster's GPUs or CPUs allow)."""
+    for a local Ray instance started here and stopped at the end. ``num_gpus`` is asked for only on a
+    cluster that has GPUs. ``workers``: at most this many units at once (default: as many as fit)."""
 
     def __init__(self, setup: WorkerSetup, events: Events, address: str | None = None, num_gpus: float = 1.0,
                  num_cpus: float = 1.0, workers: int | None = None) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise UsageError(f"--executor ray needs Ray, which is not installed: {INSTALL}") from None
+        ray = connect(address)
         self.ray, self.setup, self.events = ray, setup, events
-        handlers = _signal_handlers()
-        try:
-            ray.init(address=address or "local", include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                     namespace="zoo-bench", **({"num_cpus": os.cpu_count()} if address is None else {}))
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            where = f"the Ray cluster at {address}" if address else "a local Ray instance"
-            raise UsageError(f"cannot reach {where}: {' '.join(str(exc).split())[:300]}") from None
-        finally:
-            _restore(handlers)  # Ray takes over SIGINT and SIGTERM; Ctrl-C and kill must still stop the run
-        resources = ray.cluster_resources()
-        self.num_gpus = num_gpus if resources.get("GPU", 0) > 0 else 0.0
+        nodes = ray.nodes()
+        has_gpus = any(n.get("Alive") and n.get("Resources", {}).get("GPU", 0) > 0 for n in nodes)
+        self.num_gpus = num_gpus if has_gpus else 0.0
         self.num_cpus = num_cpus
         self.threads = max(1, int(num_cpus))
-        fits = int(resources.get("GPU", 0) // self.num_gpus) if self.num_gpus else int(resources.get("CPU", 1) // num_cpus)
-        self.parallel = max(1, min(fits, workers) if workers else fits)
+        fits = units_that_fit(nodes, self.num_gpus, num_cpus)
+        if fits < 1:
+            ray.shutdown()
+            raise UsageError(f"no node of the Ray cluster has {self._per_unit()} for a unit: lower [ray] num_cpus "
+                             "or num_gpus in the suite")
+        self.parallel = min(fits, workers) if workers else fits
         self.queue: list[Unit] = []
         self.running: dict[Any, _Task] = {}
         self.setup_errors: dict[tuple[str, str], str] = {}
         self._remote = ray.remote(max_calls=1, max_retries=0)(_unit_messages)
 
+    @classmethod
+    def for_run(cls, suite: Any, registry: Any, options: Any, listing: Any, run_dir: Any, events: Events,
+                **kwargs: Any) -> "RayExecutor":
+        """Tasks that rebuild this suite and its in-process plugins, with the suite's ``[ray]`` settings."""
+        return cls(worker_setup(suite, registry, options, listing, run_dir), events, **suite.ray, **kwargs)
+
+    def _per_unit(self) -> str:
+        return f"{self.num_gpus:g} GPU and {self.num_cpus:g} CPU" if self.num_gpus else f"{self.num_cpus:g} CPU"
+
     def describe(self) -> str:
         """Where the units go, for the run's first lines."""
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
-        per = f"{self.num_gpus:g} GPU and {self.num_cpus:g} CPU" if self.num_gpus else f"{self.num_cpus:g} CPU"
-        return (f"trials run as Ray tasks on {len(nodes)} node{'s' if len(nodes) != 1 else ''}, {per} per unit, "
-                f"up to {self.parallel} at once")
+        return (f"trials run as Ray tasks on {len(nodes)} node{'s' if len(nodes) != 1 else ''}, {self._per_unit()} "
+                f"per unit, up to {self.parallel} at once")
 
     def submit(self, unit: Unit) -> None:
         self.queue.append(unit)
 
     def _launch(self) -> Iterator[TrialResult]:
+        """Start queued units while there is room; units of a backbone that could not start fail at once."""
         while self.queue and len(self.running) < self.parallel:
             unit = self.queue.pop(0)
             if unit.key in self.setup_errors:
@@ -146,25 +189,29 @@ class RayExecutor(Executor):
             try:
                 kind, payload = ray.get(next(task.gen))
             except StopIteration:
-                return self._end(task)
+                self._end(task)
+                return
             except ray.exceptions.RayError as exc:
                 yield from self._died(task, exc)
                 return
+            if kind in ("result", "started"):
+                task.started_at = time.perf_counter()
             if kind == "result":
                 task.left.pop(0)
-                task.started_at = time.perf_counter()
                 yield payload
-            elif kind == "started":
-                task.started_at = time.perf_counter()
-                self.events.trial_started(payload)
-            elif kind == "epoch":
-                self.events.epoch(*payload)
-            elif kind == "note":
-                self.events.note(*payload)
-            elif kind == "node":
-                task.node = payload
+            elif forward_event(self.events, kind, payload):
+                pass
+            elif kind == "node":  # the task has started on a node: its time starts now, not when queued
+                (task.node, task.node_id), task.started_at = payload, time.perf_counter()
             elif kind == "setup_error":
-                yield from self._setup_failed(task, payload)
+                self.setup_errors[task.unit.key] = line = setup_error_line(task.unit, payload, self._who(task))
+                yield from self._unit_failed(task, line, payload)
+                return
+            elif kind == "unit_error":  # this node cannot see the storage: this unit fails, not its backbone
+                yield from self._unit_failed(task, setup_error_line(task.unit, payload, self._who(task)), payload)
+                return
+            elif kind == "worker_error":
+                yield from self._died(task, RuntimeError(payload.strip().splitlines()[-1]), payload)
                 return
             if not ray.wait([task.gen], timeout=0)[0]:
                 return
@@ -172,29 +219,43 @@ class RayExecutor(Executor):
     def _end(self, task: _Task) -> None:
         self.running.pop(task.gen, None)
 
-    def _setup_failed(self, task: _Task, text: str) -> Iterator[TrialResult]:
+    @staticmethod
+    def _who(task: _Task) -> str:
+        return f"the Ray task on {task.node}"
+
+    def _unit_failed(self, task: _Task, line: str, text: str) -> Iterator[TrialResult]:
         self._end(task)
-        self.setup_errors[task.unit.key] = line = setup_error_line(task.unit, text).replace(
-            "worker process", f"Ray task on {task.node}")
         for i, trial in enumerate(task.left):
             yield error_result(trial, line, time.perf_counter() - task.started_at if i == 0 else 0.0,
                                text if i == 0 else None)
 
-    def _died(self, task: _Task, exc: Exception) -> Iterator[TrialResult]:
+    def _lost_node(self, task: _Task, exc: Exception) -> bool:
+        """Whether the task failed because its node is gone (rather than its process)."""
+        if isinstance(exc, self.ray.exceptions.NodeDiedError):
+            return True
+        if not task.node_id:
+            return False
+        try:
+            return not any(n.get("NodeID") == task.node_id and n.get("Alive") for n in self.ray.nodes())
+        except Exception:  # the cluster cannot say: call it the process
+            return False
+
+    def _died(self, task: _Task, exc: Exception, text: str = "") -> Iterator[TrialResult]:
         """The trial in progress becomes an error row; a new task takes the unit's other trials."""
         self._end(task)
+        try:
+            self.ray.cancel(task.gen, force=True)  # whatever failed, this task must not go on beside its successor
+        except Exception:
+            pass
         if not task.left:
             return
-        cause = type(exc).__name__
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        lost = "node" in cause.lower() or "node" in first.lower()
-        what = f"its node {task.node} was lost" if lost else f"its worker process on {task.node} died"
-        error = f"the trial's Ray task failed: {what} ({cause}); the suite goes on"
+        what = f"its node {task.node} was lost" if self._lost_node(task, exc) else \
+            f"its worker process on {task.node} died"
+        error = f"the trial's Ray task failed: {what} ({type(exc).__name__}); the suite goes on"
         trial = task.left.pop(0)
-        yield error_result(trial, error, time.perf_counter() - task.started_at, f"{error}\n{exc}")
+        yield error_result(trial, error, time.perf_counter() - task.started_at, f"{error}\n{text or exc}")
         if task.left:
-            self.queue.insert(0, Unit(task.unit.key, list(task.left),
-                                      {t.id: task.unit.sweeps[t.id] for t in task.left if t.id in task.unit.sweeps}))
+            self.queue.insert(0, task.unit.rest(task.left))
 
     def cancel(self) -> None:
         self.queue.clear()

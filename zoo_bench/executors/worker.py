@@ -55,6 +55,8 @@ def worker_setup(suite: Any, registry: Any, options: Any, listing: Listing, run_
         if file:
             folder = Path(file).parent
             paths.append(str(folder.parent if Path(file).name == "__init__.py" else folder))
+        else:  # a namespace package: the folders it spans
+            paths += [str(Path(p).parent) for p in getattr(top, "__path__", [])]
     env = tuple((k, v) for k, v in os.environ.items() if k.startswith("ZOO_BENCH_") and k != THREADS_ENV)
     return WorkerSetup(suite.path, None, suite.raw, options, listing, run_dir, modules, tuple(dict.fromkeys(paths)),
                        env, os.getcwd())
@@ -100,7 +102,6 @@ def build_runner(setup: WorkerSetup, events: Any) -> TrialRunner:
     from ..prepare import make_backends
     from ..suite import parse_suite
 
-    check_storage(setup)
     for folder in setup.extra_paths:
         if folder not in sys.path:
             sys.path.insert(0, folder)
@@ -128,11 +129,29 @@ class EmitEvents:
         self.emit(("note", (trial, text)))
 
 
+def forward_event(events: Any, kind: str, payload: Any) -> bool:
+    """Hand a worker's progress message (started, epoch, note) to the driver's events; False for others."""
+    if kind == "started":
+        events.trial_started(payload)
+    elif kind == "epoch":
+        events.epoch(*payload)
+    elif kind == "note":
+        events.note(*payload)
+    else:
+        return False
+    return True
+
+
 def run_unit(setup: WorkerSetup, unit: Unit, env: dict[str, str], emit: Emit) -> None:
     """Run a unit's trials in this process (set up from ``env`` first), emitting every message."""
     os.environ.update(dict(setup.env))
-    os.environ.update(env)  # before any framework is imported: GPU pinning and thread counts
+    os.environ.update(env)  # before torch, TensorFlow or JAX is imported: GPU pinning and thread counts
     events = EmitEvents(emit)
+    try:
+        check_storage(setup)
+    except DataError as exc:  # this node's view of the storage: fails this unit only, not its backbone
+        emit(("unit_error", str(exc)))
+        return
     try:
         runner = build_runner(setup, events)
     except BaseException:  # the driver records why, and does not start this unit's backbone again
@@ -152,9 +171,9 @@ def run_unit(setup: WorkerSetup, unit: Unit, env: dict[str, str], emit: Emit) ->
     emit(("done", None))
 
 
-def setup_error_line(unit: Unit, text: str) -> str:
-    """One line for every trial of a unit whose worker could not start."""
+def setup_error_line(unit: Unit, text: str, who: str = "the worker process") -> str:
+    """One line for every trial of a unit whose worker could not start (``text``: a traceback or a line)."""
     last = text.strip().splitlines()[-1] if text.strip() else "unknown error"
     if last.startswith("zoo_bench.errors."):  # our own errors are sentences already
         last = last.split(": ", 1)[-1]
-    return f"the worker process for {unit.label} could not start: {last}"
+    return f"{who} for {unit.label} could not start: {last}"
