@@ -185,8 +185,34 @@ def row_labels(df: pd.DataFrame) -> list[str]:
 
 
 def load_run(run_dir: Path) -> pd.DataFrame:
-    """A run folder's trials as a DataFrame (from the jsonl, so it works mid-run too)."""
-    return to_dataframe(RunStore(run_dir).rows())
+    """A run folder's trials as a DataFrame (from the jsonl, so it works mid-run too), in suite order."""
+    store = RunStore(run_dir)
+    return in_suite_order(to_dataframe(store.rows()), store.meta().get("suite") or {})
+
+
+def in_suite_order(df: pd.DataFrame, suite: dict[str, Any]) -> pd.DataFrame:
+    """Rows in the suite's order of backends, backbones and strategies, then size and seed.
+
+    The file holds trials in the order they finished, which parallel executors shuffle; tables and
+    plots follow the suite instead. Values the suite does not name keep their order, after the rest.
+    """
+    if df.empty:
+        return df
+    run = suite.get("run") if isinstance(suite.get("run"), dict) else {}
+    strategies = suite.get("strategies") if isinstance(suite.get("strategies"), dict) else {}
+    orders = {"backend": run.get("backends") or [], "backbone": run.get("backbones") or [],
+              "strategy": list(strategies)}
+    keys = {}
+    for column, names in orders.items():
+        if column in df and isinstance(names, list):
+            rank = {name: i for i, name in enumerate(names) if isinstance(name, str)}
+            keys[f"_order_{column}"] = df[column].map(rank).fillna(len(rank))
+    for column in ("size_per_class", "seed"):
+        if column in df:
+            keys[f"_order_{column}"] = df[column]
+    if not keys:
+        return df
+    return df.assign(**keys).sort_values(list(keys), kind="stable").drop(columns=list(keys)).reset_index(drop=True)
 
 
 def atomic_write(path: Path, data: bytes) -> None:
