@@ -3,6 +3,7 @@
 The public API for plugin authors is what this module exports; everything else is private.
 """
 from .backend import Backend, BackboneSpec, Device, EpochStats, HeadSpec, OptimizerSpec
+from .catalog import BackboneCatalog
 from .context import TrialContext
 from .dataset import DatasetSource, DownloadSpec, Listing
 from .errors import (
@@ -15,7 +16,7 @@ from .strategy import Outcome, Strategy
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackboneSpec", "BackendUnavailableError", "DataError", "DatasetSource", "DivergedError", "Device",
+    "Backend", "BackboneCatalog", "BackboneSpec", "BackendUnavailableError", "DataError", "DatasetSource", "DivergedError", "Device",
     "DownloadSpec", "EpochStats", "HeadSpec", "Listing", "OptimizerSpec", "Outcome", "PluginError",
     "Strategy", "SuiteError", "TrialContext", "UsageError", "WeightsUnavailableError", "ZooBenchError",
     "hookimpl", "__version__",

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 
 import math
 
 from .errors import BackendUnavailableError, DivergedError
+
+if TYPE_CHECKING:
+    from .images import Resize
 
 
 def cpu_name() -> str:
@@ -44,6 +47,10 @@ class BackboneSpec:
             what it returns is the backend's business.
         weights: a human name of the pretrained weights (``IMAGENET1K_V1``); part of cache keys.
         description: one line for ``zoo-bench plugins``.
+        crop_pct, interpolation: the eval resize the weights expect (timm's pretrained config):
+            shorter side to ``floor(size / crop_pct)`` with that filter, then the centre square.
+        weights_present: ``weights_present(weights_dir)`` says whether the pretrained weights are on
+            this machine already (``zoo-bench list backbones``); None when the plugin cannot tell.
     """
 
     name: str
@@ -54,6 +61,15 @@ class BackboneSpec:
     builder: Callable[..., Any]
     weights: str = "imagenet"
     description: str = ""
+    crop_pct: float = 1.0
+    interpolation: str = "bilinear"
+    weights_present: Callable[[str | None], bool] | None = None
+
+    def resize(self, image_size: int | None = None) -> "Resize":
+        """The resize policy of this backbone at ``image_size`` (its own size by default)."""
+        from .images import Resize
+
+        return Resize(image_size or self.image_size, self.crop_pct, self.interpolation)
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,16 @@ def zoo_bench_register_backbones() -> list:
 
 
 @hookspec
+def zoo_bench_register_backbone_catalogs() -> list:
+    """Return :class:`zoo_bench.BackboneCatalog` objects: whole families of backbones.
+
+    A catalogue named ``timm`` makes every ``timm:NAME`` a backbone of its backend without
+    registering each one; it resolves a name to a :class:`zoo_bench.BackboneSpec` when a suite uses
+    it, and lists its members for ``zoo-bench list backbones`` without building them.
+    """
+
+
+@hookspec
 def zoo_bench_register_strategies() -> list[type]:
     """Return :class:`zoo_bench.Strategy` subclasses.
 

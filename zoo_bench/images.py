@@ -1,7 +1,8 @@
 """Decode-once image cache: each file is decoded and resized once per image size, then reused.
 
 Images are resized so the shorter side matches the size and centre-cropped to a square, then kept
-as uint8 ``(S, S, 3)`` RGB. Every PIL mode is converted: grey and CMYK to RGB, 16-bit and float
+as uint8 ``(S, S, 3)`` RGB. A :class:`Resize` policy can ask for a larger resize before the crop
+(``crop_pct``, as timm's eval transform: shorter side to ``floor(S / crop_pct)``) and another filter. Every PIL mode is converted: grey and CMYK to RGB, 16-bit and float
 images scaled to 8 bits, transparency composited over white, the EXIF orientation applied. Files
 that cannot be decoded (empty, truncated, not images, decompression bombs) are skipped and listed
 with the reason, so one bad file never stops a run nor shifts another image's label.
@@ -14,6 +15,7 @@ copy is not, and old arrays are never reused after decoding changes. Entries are
 from __future__ import annotations
 
 import contextlib
+import math
 import hashlib
 import io
 import os
@@ -32,6 +34,38 @@ DECODE_VERSION = 2  # part of every disk cache key: bump it whenever decode's ou
 BACKGROUND = (255, 255, 255, 255)  # transparent pixels show white, as an image viewer draws them
 DEFAULT_PIXEL_LIMIT = 2 * 89_478_485  # PIL's hard limit, kept when Image.MAX_IMAGE_PIXELS is None
 _BOMB_WARNING_FILTER = ("ignore", None, Image.DecompressionBombWarning, None, 0)
+
+
+INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+                  "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS,
+                  "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
+
+
+@dataclass(frozen=True)
+class Resize:
+    """How a file becomes an ``size`` x ``size`` array: shorter side to ``floor(size / crop_pct)`` with
+    ``interpolation``, then the centre square. The default is zoo-bench's own policy (crop_pct 1)."""
+
+    size: int
+    crop_pct: float = 1.0
+    interpolation: str = "bilinear"
+
+    @property
+    def resize_to(self) -> int:
+        """The shorter side before the centre crop."""
+        return max(self.size, math.floor(self.size / self.crop_pct)) if self.crop_pct < 1 else self.size
+
+    @property
+    def key(self) -> str:
+        """The policy's part of a disk cache key; the default policy keeps the key it always had."""
+        if self.crop_pct == 1.0 and self.interpolation == "bilinear":
+            return str(self.size)
+        return f"{self.size}-c{self.crop_pct:g}-{self.interpolation}"
+
+
+def as_resize(size: "int | Resize") -> Resize:
+    """A policy from a bare size (the default policy) or a policy."""
+    return size if isinstance(size, Resize) else Resize(int(size))
 
 
 class DecodeError(ValueError):
@@ -87,17 +121,17 @@ def _working_mode(img: Image.Image) -> Image.Image:
     return img if img.mode in ("L", "RGB") else img.convert("RGB")  # 1, P, CMYK, YCbCr, LAB, HSV
 
 
-def _square(img: Image.Image, size: int) -> Image.Image:
-    """Shorter side to ``size`` (antialiased when shrinking), then the centre ``size`` x ``size``."""
+def _square(img: Image.Image, policy: Resize) -> Image.Image:
+    """Shorter side to ``policy.resize_to`` (antialiased when shrinking), then the centre ``size`` x ``size``."""
+    size, short, resample = policy.size, policy.resize_to, INTERPOLATIONS[policy.interpolation]
     w, h = img.size
     if max(w, h) > MAX_ASPECT * min(w, h):  # a long thin strip: resize only its centre square,
-        m = min(w, h)                       # or 1x40000 px would become 224x8960000
+        m = min(w, h) * size / short        # or 1x40000 px would become 224x8960000
         left, top = (w - m) / 2, (h - m) / 2
-        return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + m, top + m),
-                          reducing_gap=None)
-    scale = size / min(w, h)
-    nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    img = img.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=None)
+        return img.resize((size, size), resample, box=(left, top, left + m, top + m), reducing_gap=None)
+    scale = short / min(w, h)
+    nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
+    img = img.resize((nw, nh), resample, reducing_gap=None)
     left, top = (nw - size) // 2, (nh - size) // 2
     return img.crop((left, top, left + size, top + size))
 
@@ -109,25 +143,27 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def decode_bytes(data: bytes, size: int) -> np.ndarray:
+def decode_bytes(data: bytes, size: "int | Resize") -> np.ndarray:
     """An image file's bytes as RGB uint8 ``(size, size, 3)``; raises for files that cannot be used.
 
     PIL's plugins raise many exception types for malformed files (OSError, SyntaxError, ValueError,
     struct.error, ...); callers that skip bad files catch ``Exception``.
     """
+    policy = as_resize(size)
+    size = policy.size
     _quiet_bomb_warning()
-    with _open(data, size) as img:
+    with _open(data, policy.resize_to) as img:
         img.load()
         ImageOps.exif_transpose(img, in_place=True)
-        out = _to_rgb(_square(_working_mode(img), size))
+        out = _to_rgb(_square(_working_mode(img), policy))
     array = np.asarray(out, dtype=np.uint8)
     if array.shape != (size, size, 3):
         raise DecodeError(f"decoded to shape {array.shape}, expected {(size, size, 3)}")
     return array
 
 
-def decode(path: str, size: int) -> np.ndarray:
-    """Read an image file as RGB, shorter side to ``size``, centre crop to ``size`` x ``size``."""
+def decode(path: str, size: "int | Resize") -> np.ndarray:
+    """Read an image file as RGB, shorter side to ``size`` (or as the policy says), centre crop to a square."""
     return decode_bytes(Path(path).read_bytes(), size)
 
 
@@ -177,9 +213,9 @@ class Batch:
     reasons: dict[str, str] = field(default_factory=dict)  # skipped path -> why it could not be used
 
 
-def cache_key(data: bytes, size: int) -> str:
-    """What a decoded array depends on: the file's bytes, the image size and the decoder version."""
-    return f"{hashlib.blake2b(data, digest_size=20).hexdigest()}-{size}-v{DECODE_VERSION}"
+def cache_key(data: bytes, size: "int | Resize") -> str:
+    """What a decoded array depends on: the file's bytes, the resize policy and the decoder version."""
+    return f"{hashlib.blake2b(data, digest_size=20).hexdigest()}-{as_resize(size).key}-v{DECODE_VERSION}"
 
 
 def _reason(exc: Exception) -> str:
@@ -193,8 +229,8 @@ class ImageCache:
     def __init__(self, cache_dir: Path | None, workers: int | None = None):
         self.cache_dir = cache_dir
         self.workers = workers or min(8, (os.cpu_count() or 2) * 2)
-        self._memory: dict[tuple[str, int], np.ndarray] = {}
-        self._bad: dict[tuple[str, int], str] = {}  # (path, size) -> reason
+        self._memory: dict[tuple[str, Resize], np.ndarray] = {}
+        self._bad: dict[tuple[str, Resize], str] = {}  # (path, policy) -> reason
         self._lock = threading.Lock()
         self.decoded = 0  # files decoded from the image itself (not from a cache)
         self.rejected = 0  # disk entries found corrupt or stale, then rebuilt
@@ -219,7 +255,7 @@ class ImageCache:
         except OSError:
             pass  # a full or read-only cache disk costs a decode next time, nothing else
 
-    def _load_one(self, path: str, size: int) -> np.ndarray | str:
+    def _load_one(self, path: str, size: Resize) -> np.ndarray | str:
         """The image's array, or the reason it cannot be used."""
         try:
             data = Path(path).read_bytes()
@@ -227,7 +263,7 @@ class ImageCache:
             return _reason(exc)
         key = cache_key(data, size)
         entry = self._entry(key)
-        cached = self._read_entry(entry, size) if entry is not None else None
+        cached = self._read_entry(entry, size.size) if entry is not None else None
         if cached is not None:
             return cached
         try:
@@ -240,8 +276,9 @@ class ImageCache:
             self._write_entry(entry, array)
         return array
 
-    def load(self, items: list[tuple[str, int]] | tuple[tuple[str, int], ...], size: int) -> Batch:
+    def load(self, items: list[tuple[str, int]] | tuple[tuple[str, int], ...], size: "int | Resize") -> Batch:
         """Decoded images for (path, label) items; unreadable files are skipped and listed."""
+        size = as_resize(size)
         missing = list(dict.fromkeys(p for p, _ in items if (p, size) not in self._memory
                                      and (p, size) not in self._bad))
         if missing:
@@ -257,7 +294,7 @@ class ImageCache:
         if kept:
             images = np.stack([self._memory[(p, size)] for p, _ in kept])
         else:
-            images = np.zeros((0, size, size, 3), np.uint8)
+            images = np.zeros((0, size.size, size.size, 3), np.uint8)
         labels = np.array([y for _, y in kept], dtype=np.int64)
         return Batch(images=images, labels=labels, paths=[p for p, _ in kept], skipped=skipped,
                      reasons={p: self._bad[(p, size)] for p in skipped})

@@ -31,6 +31,7 @@ from typing import Any, Callable
 
 from . import hookspecs
 from .backend import Backend, BackboneSpec
+from .catalog import BackboneCatalog
 from .dataset import DatasetSource, DownloadSpec
 from .strategy import Strategy
 
@@ -46,6 +47,7 @@ IMPL_MARKER = f"{GROUP}_impl"  # the attribute pluggy's HookimplMarker puts on a
 KINDS: tuple[tuple[str, str, type], ...] = (
     ("backend", "zoo_bench_register_backends", Backend),
     ("backbone", "zoo_bench_register_backbones", BackboneSpec),
+    ("catalog", "zoo_bench_register_backbone_catalogs", BackboneCatalog),
     ("strategy", "zoo_bench_register_strategies", Strategy),
     ("dataset", "zoo_bench_register_datasets", DatasetSource),
     ("download", "zoo_bench_register_downloads", DownloadSpec),
@@ -83,6 +85,8 @@ class Registry:
 
     backends: dict[str, type] = field(default_factory=dict)
     backbones: dict[str, dict[str, Any]] = field(default_factory=dict)  # backend -> name -> spec
+    catalogs: dict[str, BackboneCatalog] = field(default_factory=dict)  # prefix name -> catalogue
+    resolved: dict[tuple[str, str], BackboneSpec] = field(default_factory=dict)  # catalogue members in use
     strategies: dict[str, type] = field(default_factory=dict)
     datasets: dict[str, type] = field(default_factory=dict)
     downloads: dict[str, Any] = field(default_factory=dict)
@@ -102,6 +106,26 @@ class Registry:
     def plugin(self, name: str) -> PluginInfo | None:
         """The loaded plugin of that name."""
         return next((p for p in self.plugins if p.name == name and not p.error), None)
+
+    def backbone(self, backend: str, name: str) -> BackboneSpec | None:
+        """The spec of a backbone of ``backend``: registered by name, or a catalogue's ``PREFIX:NAME``.
+
+        None when neither has it; a catalogue that cannot tell here raises ZooBenchError (one line).
+        """
+        spec = self.backbones.get(backend, {}).get(name) or self.resolved.get((backend, name))
+        if spec is not None or ":" not in name:
+            return spec
+        catalog = self.catalogs.get(name.split(":", 1)[0])
+        if catalog is None or catalog.backend != backend:
+            return None
+        spec = catalog.resolve(name.split(":", 1)[1])
+        if spec is not None:
+            self.resolved[(backend, name)] = spec  # resolved once per process
+        return spec
+
+    def catalog_of(self, name: str) -> BackboneCatalog | None:
+        """The catalogue a ``PREFIX:NAME`` backbone name points into, if one is registered."""
+        return self.catalogs.get(name.split(":", 1)[0]) if ":" in name else None
 
     def backbone_names(self, backend: str | None = None) -> list[str]:
         """Backbone names of one backend, or of all backends."""
@@ -258,7 +282,7 @@ def _call(impl: Callable[[], Any], hook: str, info: PluginInfo) -> list[Any]:
 
 def _item_problem(kind: str, base: type, item: Any, registry: Registry) -> str | None:
     """Why ``item`` cannot be registered as a ``kind``, or None."""
-    if base in (BackboneSpec, DownloadSpec):
+    if base in (BackboneSpec, DownloadSpec, BackboneCatalog):
         if not isinstance(item, base):
             return f"{_describe(item)}, not a {base.__name__}"
     elif not isinstance(item, type):
@@ -271,9 +295,13 @@ def _item_problem(kind: str, base: type, item: Any, registry: Registry) -> str |
     name = getattr(item, "name", None)
     if not isinstance(name, str) or not name:
         return f"{_describe(item)} has no name (a non-empty str)"
-    if kind == "backbone" and item.backend not in registry.backends:
+    if kind in ("backbone", "catalog") and item.backend not in registry.backends:
         known = ", ".join(sorted(registry.backends)) or "none"
-        return f"backbone {name!r} names backend {item.backend!r}, which no plugin registers (known: {known})"
+        return f"{kind} {name!r} names backend {item.backend!r}, which no plugin registers (known: {known})"
+    if kind == "catalog" and (":" in name or "/" in name):
+        return f"catalog name {name!r} must not contain ':' or '/'"
+    if kind == "backbone" and "/" in name:
+        return f"backbone name {name!r} must not contain '/' (trial ids and file names use it)"
     return None
 
 
@@ -295,13 +323,16 @@ def _register(registry: Registry, kind: str, base: type, item: Any, info: Plugin
     except PLUGIN_FAULTS as exc:  # e.g. a ``name`` property that raises
         problem = f"{_describe(item)} could not be checked: {_one_line(exc)}"
     if problem is None:
-        label = f"{item.backend}/{item.name}" if kind == "backbone" else item.name
+        label = (f"{item.backend}/{item.name}" if kind == "backbone" else
+                 f"{item.name}:*" if kind == "catalog" else item.name)
         problem = _claim(registry, kind, label, info)
     if problem is not None:
         info.problems.append(f"{where}: {problem}; ignored")
         return
     if kind == "backbone":
         registry.backbones.setdefault(item.backend, {})[item.name] = item
+    elif kind == "catalog":
+        registry.catalogs[item.name] = item
     else:
         target = {"backend": registry.backends, "strategy": registry.strategies,
                   "dataset": registry.datasets, "download": registry.downloads}[kind]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import SuiteError
+from .errors import SuiteError, ZooBenchError
 from .plugins import Registry
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -322,9 +322,34 @@ def _check_names(run: dict, ds: dict, registry: Registry, bad: Bad) -> None:
             bad(f"run.backends[{i}]", f"unknown backend {backend!r} (allowed: {_allowed(list(registry.backends))})")
     for i, backbone in enumerate(run.get("backbones", [])):
         for backend in run.get("backends", []):
-            if backend in registry.backends and backbone not in registry.backbones.get(backend, {}):
-                bad(f"run.backbones[{i}]", f"unknown backbone {backbone!r} for backend {backend!r} "
-                    f"(allowed: {_allowed(registry.backbone_names(backend))})")
+            if backend in registry.backends:
+                problem = _backbone_problem(registry, backend, backbone)
+                if problem:
+                    bad(f"run.backbones[{i}]", problem)
+
+
+def _backbone_problem(registry: Registry, backend: str, backbone: str) -> str | None:
+    """Why ``backbone`` is not a backbone of ``backend`` here, or None."""
+    if not isinstance(backbone, str):
+        return f"must be a string, got {backbone!r}"
+    if "/" in backbone:
+        return f"backbone {backbone!r}: no '/' in a backbone name (trial ids and file names use it)"
+    catalog = registry.catalog_of(backbone)
+    try:
+        spec = registry.backbone(backend, backbone)
+    except ZooBenchError as exc:
+        return f"backbone {backbone!r}: {exc}"
+    if spec is not None:
+        return None
+    if catalog is not None and catalog.backend != backend:
+        return (f"backbone {backbone!r} exists for backend {catalog.backend!r} only, not {backend!r} "
+                f"({catalog.prefix} names are {catalog.description or catalog.name + ' models'})")
+    if catalog is not None:
+        return (f"unknown backbone {backbone!r}: {catalog.name} has no model {backbone.split(':', 1)[1]!r} "
+                f"(browse with: zoo-bench list backbones '{backbone.split(':', 1)[1].split('.')[0][:12]}*')")
+    prefixes = "".join(f", {c.prefix}NAME" for c in registry.catalogs.values() if c.backend == backend)
+    return (f"unknown backbone {backbone!r} for backend {backend!r} "
+            f"(allowed: {_allowed(registry.backbone_names(backend))}{prefixes})")
 
 
 def _check_ranges(run: dict, ds: dict, meta: dict, bad: Bad) -> None:

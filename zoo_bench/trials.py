@@ -118,7 +118,7 @@ class TrialRunner:
         self.images = ImageCache(options.cache_dir)
         self.features = FeatureCache(options.cache_dir / "features" if options.cache_dir else None)
         self.head_sweeps = HeadSweeps()
-        self._test: dict[int, Any] = {}  # image size -> the stacked test part, shared by every trial
+        self._test: dict[Any, Any] = {}  # resize policy -> the stacked test part, shared by every trial
         self._skipped: dict[str, str] = {}
         self._trial: Trial | None = None
 
@@ -181,16 +181,17 @@ class TrialRunner:
         backend = self.backends[trial.backend]
         if isinstance(backend, Exception):
             raise backend
-        spec = self.registry.backbones[trial.backend][trial.backbone]
+        spec = self.registry.backbone(trial.backend, trial.backbone)
         image_size = self.suite.image_size or spec.image_size
+        resize = spec.resize(image_size)  # the backbone's own eval resize (timm: crop_pct, interpolation)
         sub = sampling.subset(self.listing, trial.size, trial.seed, self.suite.dataset["val_fraction"])
         if trial.refit:  # the chosen configuration again, on every image of the size; nothing held out
             sub = sampling.Subset(train=sub.train + sub.val, val=())
-        train = self.images.load(sub.train, image_size)
-        val = self.images.load(sub.val, image_size)
-        if image_size not in self._test:
-            self._test = {image_size: self.images.load(self.listing.test, image_size)}  # one size held at a time
-        test = self._test[image_size]
+        train = self.images.load(sub.train, resize)
+        val = self.images.load(sub.val, resize)
+        if resize not in self._test:
+            self._test = {resize: self.images.load(self.listing.test, resize)}  # one policy held at a time
+        test = self._test[resize]
         self._log_skipped(train, val, test)
         if len(set(train.labels.tolist())) < len(self.listing.classes):
             raise DataError(f"{trial.id}: after skipping unreadable images a class has no training image")
@@ -223,7 +224,8 @@ class TrialRunner:
             "trainable_params": outcome.trainable_params, "total_params": outcome.total_params,
             "skipped_images": len(train.skipped) + len(val.skipped) + len(test.skipped),
             "train_images": len(train.labels), "val_images": len(val.labels), "test_images": len(test.labels),
-            "image_size": image_size, "device": device.kind, "device_name": device.name,
+            "image_size": image_size, "crop_pct": resize.crop_pct, "interpolation": resize.interpolation,
+            "mean": list(spec.mean), "std": list(spec.std), "weights": spec.weights, "device": device.kind, "device_name": device.name,
             "precision": device.precision, "backend_settings": device.settings,
         }
 

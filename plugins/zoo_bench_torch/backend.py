@@ -1,8 +1,10 @@
 """The torch Backend. torch is imported inside methods so that loading the plugin stays cheap.
 
 A torch backbone spec's builder is called as ``builder(pretrained=, image_size=, weights_dir=)``
-and returns ``(blocks, block_names, feature_dim)``: the ordered ``nn.Module`` blocks whose
-composition maps normalised NCHW images to a feature map. The backend adds normalisation.
+and returns either ``(blocks, block_names, feature_dim)``: the ordered ``nn.Module`` blocks whose
+composition maps normalised NCHW images to a feature map (the backend adds normalisation and
+global average pooling), or a ready base module that maps 0..255 NCHW pixels to pooled features
+and has ``feature_dim`` and ``groups()`` (timm models: :mod:`.timm_models`).
 """
 from __future__ import annotations
 
@@ -93,8 +95,11 @@ class TorchBackend(Backend):
     def build_base(self, spec: BackboneSpec, pretrained: bool, image_size: int) -> Any:
         from .models import Base
 
-        blocks, names, dim = spec.builder(pretrained=pretrained, image_size=image_size, weights_dir=self.weights_dir)
-        base = Base(blocks, names, dim, spec.mean, spec.std).to(self._device)
+        built = spec.builder(pretrained=pretrained, image_size=image_size, weights_dir=self.weights_dir)
+        if isinstance(built, tuple):  # (blocks, names, feature width): a torchvision-style base
+            blocks, names, dim = built
+            built = Base(blocks, names, dim, spec.mean, spec.std)
+        base = built.to(self._device)  # else a ready base module (timm), pooled features out
         if not pretrained:  # ports of TF weights carry momentum 0.01; random init learns its stats at 0.1
             for module in base.modules():
                 if isinstance(module, self.torch.nn.modules.batchnorm._BatchNorm):
@@ -104,7 +109,7 @@ class TorchBackend(Backend):
         return base
 
     def block_count(self, base: Any) -> int:
-        return len(base.blocks)
+        return len(base.groups())
 
     def feature_dim(self, base: Any) -> int:
         return int(base.feature_dim)
@@ -161,8 +166,7 @@ class TorchBackend(Backend):
         out = []
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(images), batch_size):
-                fmap = base(self._to_tensor(images[start:start + batch_size]))
-                out.append(fmap.float().mean(dim=(2, 3)).cpu().numpy())
+                out.append(base(self._to_tensor(images[start:start + batch_size])).float().cpu().numpy())
         if not out:
             return np.zeros((0, base.feature_dim), np.float32)
         return np.concatenate(out).astype(np.float32)

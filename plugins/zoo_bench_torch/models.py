@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import urllib.error
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -14,26 +14,51 @@ from zoo_bench import WeightsUnavailableError
 from .weights_files import lite_weights_file
 
 
-class Base(nn.Module):
-    """A backbone without its classifier: normalisation, then ordered blocks, output a feature map.
+class Normalise(nn.Module):
+    """uint8 or float pixels in NCHW with values 0..255 to ``(x / 255 - mean) / std``, so callers never normalise."""
 
-    Takes uint8 or float pixels in NCHW with values 0..255, so callers never normalise.
-    """
-
-    def __init__(self, blocks: list[nn.Module], names: list[str], feature_dim: int,
-                 mean: tuple[float, ...], std: tuple[float, ...]):
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
-        self.blocks = nn.ModuleList(blocks)
-        self.block_names = names
-        self.feature_dim = feature_dim
         self.register_buffer("scale", 1.0 / (255.0 * torch.tensor(std).view(1, 3, 1, 1)))
         self.register_buffer("shift", torch.tensor(mean).view(1, 3, 1, 1) / torch.tensor(std).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float() * self.scale - self.shift
+        return x.float() * self.scale - self.shift
+
+
+class Block(NamedTuple):
+    """One unit of ``last_n``: the parameters it trains and the modules whose BatchNorm mode it sets."""
+
+    name: str
+    parameters: list[nn.Parameter]
+    modules: list[nn.Module]
+
+
+class Base(Normalise):
+    """A backbone without its classifier: normalisation, ordered blocks, global average pooling.
+
+    Returns the pooled features ``(N, feature_dim)``; :meth:`feature_map` stops before the pooling.
+    """
+
+    def __init__(self, blocks: list[nn.Module], names: list[str], feature_dim: int,
+                 mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__(mean, std)
+        self.blocks = nn.ModuleList(blocks)
+        self.block_names = names
+        self.feature_dim = feature_dim
+
+    def feature_map(self, x: torch.Tensor) -> torch.Tensor:
+        x = super().forward(x)
         for block in self.blocks:
             x = block(x)
         return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.feature_map(x).mean(dim=(2, 3))
+
+    def groups(self) -> list[Block]:
+        """The ordered blocks ``last_n`` counts from the end."""
+        return [Block(n, list(b.parameters()), list(b.modules())) for n, b in zip(self.block_names, self.blocks)]
 
 
 def make_head(in_features: int, num_classes: int, hidden: tuple[int, ...], dropout: float) -> nn.Sequential:
@@ -50,7 +75,7 @@ def make_head(in_features: int, num_classes: int, hidden: tuple[int, ...], dropo
 
 
 class Classifier(nn.Module):
-    """Base, global average pooling, head. Keeps chosen BatchNorms in inference mode when training."""
+    """Base (pooled features), then head. Keeps chosen BatchNorms in inference mode when training."""
 
     def __init__(self, base: Base, head: nn.Module):
         super().__init__()
@@ -59,7 +84,7 @@ class Classifier(nn.Module):
         self.inference_bn: list[nn.Module] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.base(x).mean(dim=(2, 3)))
+        return self.head(self.base(x))
 
     def train(self, mode: bool = True) -> "Classifier":
         super().train(mode)
@@ -72,17 +97,23 @@ BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
 def set_trainable(model: Classifier, last_blocks: int | None, bn_inference: bool) -> None:
-    """Freeze all but the last ``last_blocks`` blocks (None: none frozen) and pick inference-mode BNs."""
-    blocks = list(model.base.blocks)
+    """Freeze all but the last ``last_blocks`` blocks (None: none frozen) and pick inference-mode BNs.
+
+    Works on any base with ``groups()`` (torchvision-style blocks, timm's parameter groups).
+    """
+    blocks = model.base.groups()
     k = len(blocks) if last_blocks is None else max(0, min(last_blocks, len(blocks)))
     frozen, trainable = blocks[: len(blocks) - k], blocks[len(blocks) - k:]
+    model.base.requires_grad_(last_blocks is None)  # parameters outside every group follow "all or nothing"
     for block in frozen:
-        block.requires_grad_(False)
+        for p in block.parameters:
+            p.requires_grad_(False)
     for block in trainable:
-        block.requires_grad_(True)
+        for p in block.parameters:
+            p.requires_grad_(True)
     model.head.requires_grad_(True)
     scope = blocks if bn_inference else frozen
-    model.inference_bn = [m for block in scope for m in block.modules() if isinstance(m, BN_TYPES)]
+    model.inference_bn = list({id(m): m for block in scope for m in block.modules if isinstance(m, BN_TYPES)}.values())
 
 
 # ---------------------------------------------------------------------------------------------
