@@ -218,6 +218,11 @@ class Backend(ABC):
         return True, ""
 
     @classmethod
+    def param_count(cls, spec: BackboneSpec) -> int | None:
+        """Parameters of the backbone without its classifier, if known without allocating it (listing)."""
+        return None
+
+    @classmethod
     def has_accelerator(cls) -> bool:
         """Whether a GPU (or other accelerator) this backend can use is present."""
         return False

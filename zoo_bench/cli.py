@@ -1,4 +1,4 @@
-"""zoo-bench command line: run, validate, show, plugins, data get.
+"""zoo-bench command line: run, validate, show, plugins, list, data get.
 
 Exit codes: 0 every trial finished (ok or diverged); 1 a trial failed; 2 bad suite, data or usage;
 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
@@ -104,6 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--format", choices=["table", "markdown", "json"], default="table")
 
     sub.add_parser("plugins", help="list plugins, their distributions and what they register")
+
+    lst = sub.add_parser("list", help="browse what can be benchmarked")
+    lst_sub = lst.add_subparsers(dest="what", required=True)
+    bb = lst_sub.add_parser("backbones", help="backbones of every backend, timm's catalogue included")
+    bb.add_argument("pattern", nargs="?", default="",
+                    help="shell-style name pattern, case-insensitive: 'vit*', 'timm:convnext*', '*lite*'")
+    bb.add_argument("--backend", help="only this backend's backbones")
+    bb.add_argument("--pretrained", action="store_true", help="only backbones with pretrained weights")
+    bb.add_argument("--available", action="store_true", help="only backbones whose weights are on this machine")
+    bb.add_argument("--params", action="store_true", help="count parameters however long the listing")
+    bb.add_argument("--weights-dir", default=None, help=f"also look for weights here (env {ENV_WEIGHTS})")
 
     data = sub.add_parser("data", help="data-set helpers")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -424,6 +435,37 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .zoo_list import list_backbones
+
+    registry = _registry()
+    if args.backend and args.backend not in registry.backends:
+        raise UsageError(f"unknown backend {args.backend!r} (known: {', '.join(sorted(registry.backends)) or 'none'})")
+    weights_dir = args.weights_dir or os.environ.get(ENV_WEIGHTS)
+    rows, notes = list_backbones(registry, args.pattern, backend=args.backend, pretrained=args.pretrained,
+                                 available=args.available, weights_dir=weights_dir,
+                                 count_params=True if args.params else None)
+    table = Table(title=f"backbones{' matching ' + escape(repr(args.pattern)) if args.pattern else ''}")
+    for col, justify in (("name", "left"), ("backend", "left"), ("input", "right"), ("params", "right"),
+                         ("weights", "left"), ("here", "left")):
+        table.add_column(col, justify=justify)
+    for r in rows:
+        params = f"{r.params / 1e6:.1f}M" if r.params is not None else ""
+        here = "-" if r.weights == "none" else {True: "yes", False: "no", None: "?"}[r.present]
+        arch = r.name.split(".")[0] + "."
+        weights = r.weights[len(arch):] if r.weights.startswith(arch) else r.weights  # timm: the tag alone
+        table.add_row(escape(r.name), r.backend, f"{r.image_size} px", params, escape(weights), here)
+    report.out.print(table)
+    report.out.print(f"{len(rows)} backbone{'s' if len(rows) != 1 else ''}; params: without the classifier; "
+                     "here: pretrained weights on this machine (- none to load, ? cannot tell)")
+    for note in notes:
+        report.message(note)
+    return 0
+
+
 def cmd_data_get(args: argparse.Namespace) -> int:
     from .download import get
 
@@ -440,7 +482,7 @@ def cmd_data_get(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": cmd_run, "validate": cmd_validate, "show": cmd_show, "plugins": cmd_plugins,
+COMMANDS = {"run": cmd_run, "validate": cmd_validate, "show": cmd_show, "plugins": cmd_plugins, "list": cmd_list,
             "baseline": cmd_baseline, "compare": cmd_compare, "plot": cmd_plot, "report": cmd_report}
 
 

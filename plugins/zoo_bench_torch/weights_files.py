@@ -35,3 +35,23 @@ def lite_weights_file(variant: int, weights_dir: str | None) -> Path:
 def lite0_weights_file(weights_dir: str | None) -> Path:
     """EfficientNet-Lite0's weights (the Keras port reads the same file)."""
     return lite_weights_file(0, weights_dir)
+
+
+def lite_present(variant: int, weights_dir: str | None) -> bool:
+    """Whether EfficientNet-Lite``variant``'s weights file is here (``zoo-bench list backbones``)."""
+    try:
+        return lite_weights_file(variant, weights_dir).is_file()
+    except WeightsUnavailableError:
+        return False
+
+
+def torchvision_present(arch: str, weights_name: str, weights_dir: str | None) -> bool:
+    """Whether a torchvision weights file is in ``weights_dir`` or torch's hub cache (imports torchvision)."""
+    import os
+
+    import torch
+    from torchvision import models
+
+    filename = os.path.basename(models.get_model_weights(arch)[weights_name].url)
+    folders = ([Path(weights_dir)] if weights_dir else []) + [Path(torch.hub.get_dir()) / "checkpoints"]
+    return any((folder / filename).is_file() for folder in folders)
