@@ -128,3 +128,38 @@ def _download(cfg) -> Path:
     target = folder / os.path.basename(urlparse(cfg.url).path)
     torch.hub.download_url_to_file(cfg.url, str(target), progress=True)
     return target
+
+
+def save_random_weights(name: str, weights_dir: str, seed: int = 0) -> Path:
+    """Write a seeded random initialisation of ``name`` (classifier included) where ``--weights-dir``
+    looks for it, as safetensors. For exercising the offline loading path: these are not pretrained
+    weights, and accuracies measured with them mean nothing."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    model = timm.create_model(name, pretrained=False)
+    target = local_file(name, weights_dir)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(target))
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m zoo_bench_torch.timm_weights NAME... --weights-dir DIR``: random stand-in weight files."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("names", nargs="+", help="timm names, with or without the timm: prefix")
+    parser.add_argument("--weights-dir", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    for name in args.names:
+        name = name.split(":", 1)[1] if name.startswith("timm:") else name
+        print(f"{save_random_weights(name, args.weights_dir, args.seed)}  (random weights: loading path only)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
