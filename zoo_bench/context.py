@@ -129,6 +129,7 @@ class TrialContext:
     sweep_key: Any = None  # what the sweep's trials share (sweeps.sweep_key)
     head_sweeps: HeadSweeps | None = None  # heads trained by an earlier trial of the same sweep
     sweep_heads: int | None = None  # heads trained together with this trial's head, itself included
+    random_base: bool = False  # the strategy built its base without pretrained weights (scratch)
 
     def part(self, name: str) -> Batch:
         """The ``train``, ``val`` or ``test`` images."""
@@ -153,6 +154,7 @@ class TrialContext:
 
     def new_base(self, pretrained: bool) -> Any:
         """A fresh base whose weights the strategy may change."""
+        self.random_base = self.random_base or not pretrained
         return self.backend.build_base(self.spec, pretrained=pretrained, image_size=self.image_size)
 
     def new_head(self, in_features: int, hidden: list[int] | tuple[int, ...], dropout: float) -> Any:

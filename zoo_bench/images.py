@@ -56,9 +56,14 @@ class Resize:
         return max(self.size, math.floor(self.size / self.crop_pct)) if self.crop_pct < 1 else self.size
 
     @property
+    def is_default(self) -> bool:
+        """zoo-bench's own policy (shorter side to the size, bilinear), as before policies existed."""
+        return self.crop_pct == 1.0 and self.interpolation == "bilinear"
+
+    @property
     def key(self) -> str:
         """The policy's part of a disk cache key; the default policy keeps the key it always had."""
-        if self.crop_pct == 1.0 and self.interpolation == "bilinear":
+        if self.is_default:
             return str(self.size)
         return f"{self.size}-c{self.crop_pct:g}-{self.interpolation}"
 
@@ -129,10 +134,16 @@ def _square(img: Image.Image, policy: Resize) -> Image.Image:
         m = min(w, h) * size / short        # or 1x40000 px would become 224x8960000
         left, top = (w - m) / 2, (h - m) / 2
         return img.resize((size, size), resample, box=(left, top, left + m, top + m), reducing_gap=None)
-    scale = short / min(w, h)
-    nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
+    if policy.is_default:
+        scale = short / min(w, h)
+        nw, nh = max(short, round(w * scale)), max(short, round(h * scale))
+        img = img.resize((nw, nh), resample, reducing_gap=None)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        return img.crop((left, top, left + size, top + size))
+    # A backbone's own eval transform (timm): torchvision's Resize and CenterCrop rounding, exactly.
+    nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
     img = img.resize((nw, nh), resample, reducing_gap=None)
-    left, top = (nw - size) // 2, (nh - size) // 2
+    left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
     return img.crop((left, top, left + size, top + size))
 
 

@@ -47,7 +47,10 @@ def resolve(name: str) -> BackboneSpec | None:
     arch, _, tag = name.partition(".")
     if not name or "/" in name or not timm.is_model(arch):
         return None
-    cfg = timm.get_pretrained_cfg(name)
+    try:
+        cfg = timm.get_pretrained_cfg(name)
+    except RuntimeError:  # timm: "Invalid pretrained tag (...)"
+        return None
     if tag and (cfg is None or cfg.tag != tag):
         return None
     has_weights = cfg is not None and bool(cfg.hf_hub_id or cfg.url)

@@ -86,7 +86,8 @@ def build(name: str, *, pretrained: bool, image_size: int, weights_dir: str | No
 
     Pretrained weights come from a local file (see :func:`.timm_weights.locate_weights`) loaded by
     timm itself (safetensors, or a checkpoint read with ``weights_only``: no code runs), so timm's own
-    checkpoint filters apply (position embeddings resampled to ``image_size``, classifier dropped).
+    checkpoint filters apply (position embeddings resampled to ``image_size``). The model is built with its
+    classifier so that timm loads strictly (every weight must fit), then the classifier is removed.
     """
     import timm
 
@@ -94,9 +95,9 @@ def build(name: str, *, pretrained: bool, image_size: int, weights_dir: str | No
     mean = tuple(cfg.mean) if cfg is not None else (0.485, 0.456, 0.406)
     std = tuple(cfg.std) if cfg is not None else (0.229, 0.224, 0.225)
     kwargs: dict[str, Any] = {"num_classes": 0}
-    if pretrained:
+    if pretrained:  # with its own classifier, so timm loads strictly (a dropped classifier makes it lenient)
         path = locate_weights(name, weights_dir, download=True)
-        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+        kwargs = {"pretrained": True, "pretrained_cfg_overlay": {"file": str(path)}, "pretrained_strict": True}
     default_size = cfg.input_size[-1] if cfg is not None else 224
     try:
         if image_size != default_size:
@@ -114,6 +115,8 @@ def build(name: str, *, pretrained: bool, image_size: int, weights_dir: str | No
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise WeightsUnavailableError(f"timm:{name}: the weights in {kwargs['pretrained_cfg_overlay']['file']} "
                                       f"do not load into the model ({first})") from None
+    if pretrained:
+        model.reset_classifier(0)
     return TimmBase(model, mean, std)
 
 
