@@ -129,3 +129,25 @@ def test_autoload_switch_keeps_first_party_only(monkeypatch):
     monkeypatch.setattr(metadata, "entry_points", lambda group: [fake_ep("torch", "zoo_bench_torch"),
                                                                   fake_ep("thirdparty", "some_plugin")])
     assert [ep.name for ep in plugins_mod._entry_points()] == ["torch"]
+
+
+def test_a_backbone_whose_resize_cannot_be_applied_is_refused_at_registration():
+    import types
+
+    from zoo_bench import BackboneSpec, hookimpl
+
+    module = types.ModuleType("odd_resize_plugin")
+
+    @hookimpl
+    def zoo_bench_register_backbones():
+        base = dict(backend="torch", image_size=32, mean=(0.5,) * 3, std=(0.5,) * 3, builder=lambda **_: None)
+        return [BackboneSpec(name="fuzzy", interpolation="fuzzy", **base),
+                BackboneSpec(name="wide", crop_pct=1.5, **base),
+                BackboneSpec(name="fine", crop_pct=0.9, interpolation="bicubic", crop_mode="squash", **base)]
+
+    module.zoo_bench_register_backbones = zoo_bench_register_backbones
+    registry = load_plugins(extra=[module])
+    errors = "\n".join(registry.load_errors)
+    assert "backbone 'fuzzy': interpolation 'fuzzy' (allowed: bilinear, bicubic" in errors
+    assert "backbone 'wide': crop_pct must be in (0, 1], got 1.5" in errors
+    assert "fine" in registry.backbones["torch"] and "fuzzy" not in registry.backbones["torch"]

@@ -47,8 +47,9 @@ class BackboneSpec:
             what it returns is the backend's business.
         weights: a human name of the pretrained weights (``IMAGENET1K_V1``); part of cache keys.
         description: one line for ``zoo-bench plugins``.
-        crop_pct, interpolation: the eval resize the weights expect (timm's pretrained config):
-            shorter side to ``floor(size / crop_pct)`` with that filter, then the centre square.
+        crop_pct, interpolation, crop_mode: the eval resize the weights expect (timm's pretrained
+            config; see :class:`zoo_bench.images.Resize`): by default the shorter side to
+            ``floor(size / crop_pct)`` with that filter, then the centre square.
         weights_present: ``weights_present(weights_dir)`` says whether the pretrained weights are on
             this machine already (``zoo-bench list backbones``); None when the plugin cannot tell.
     """
@@ -63,13 +64,15 @@ class BackboneSpec:
     description: str = ""
     crop_pct: float = 1.0
     interpolation: str = "bilinear"
+    crop_mode: str = "center"
     weights_present: Callable[[str | None], bool] | None = None
 
     def resize(self, image_size: int | None = None) -> "Resize":
         """The resize policy of this backbone at ``image_size`` (its own size by default)."""
         from .images import Resize
 
-        return Resize(image_size or self.image_size, self.crop_pct, self.interpolation)
+        fill = tuple(round(255 * v) for v in self.mean) if self.crop_mode == "border" else (0, 0, 0)
+        return Resize(image_size or self.image_size, self.crop_pct, self.interpolation, self.crop_mode, fill)
 
 
 @dataclass(frozen=True)

@@ -66,7 +66,10 @@ class FeatureCache:
                  batch_size: int) -> tuple[np.ndarray, float]:
         """Features for a batch of images, and the seconds spent computing the missing ones."""
         base = self.frozen_base(backend, spec, image_size)
-        prefix = (backend.name, spec.name, spec.weights, image_size, backend.device().precision)
+        weights = spec.weights
+        if getattr(base, "weights_id", None):  # which file, where one name can mean several (timm --weights-dir)
+            weights = f"{weights}@{base.weights_id}"
+        prefix = (backend.name, spec.name, weights, image_size, backend.device().precision)
         todo = [i for i, p in enumerate(batch.paths) if prefix + (p,) not in self._features]
         folder = self._disk_folder(prefix, backend.device().kind) if todo else None
         keys: dict[int, str] = {}

@@ -41,14 +41,24 @@ INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resamp
                   "box": Image.Resampling.BOX, "hamming": Image.Resampling.HAMMING}
 
 
+CROP_MODES = ("center", "squash", "border")
+
+
 @dataclass(frozen=True)
 class Resize:
-    """How a file becomes an ``size`` x ``size`` array: shorter side to ``floor(size / crop_pct)`` with
-    ``interpolation``, then the centre square. The default is zoo-bench's own policy (crop_pct 1)."""
+    """How a file becomes an ``size`` x ``size`` array, as timm's eval transform does it.
+
+    ``center``: shorter side to ``floor(size / crop_pct)`` with ``interpolation``, then the centre
+    square. ``squash``: both sides to ``floor(size / crop_pct)`` (aspect not kept), then the centre
+    square. ``border``: longer side to ``floor(size / crop_pct)``, then the centre square, padded with
+    ``fill`` where the image is smaller. The default is zoo-bench's own policy (centre, crop_pct 1).
+    """
 
     size: int
     crop_pct: float = 1.0
     interpolation: str = "bilinear"
+    crop_mode: str = "center"
+    fill: tuple[int, int, int] = (0, 0, 0)  # border padding (timm: the mean colour)
 
     @property
     def resize_to(self) -> int:
@@ -58,14 +68,16 @@ class Resize:
     @property
     def is_default(self) -> bool:
         """zoo-bench's own policy (shorter side to the size, bilinear), as before policies existed."""
-        return self.crop_pct == 1.0 and self.interpolation == "bilinear"
+        return self.crop_pct == 1.0 and self.interpolation == "bilinear" and self.crop_mode == "center"
 
     @property
     def key(self) -> str:
         """The policy's part of a disk cache key; the default policy keeps the key it always had."""
         if self.is_default:
             return str(self.size)
-        return f"{self.size}-c{self.crop_pct:g}-{self.interpolation}"
+        mode = "" if self.crop_mode == "center" else f"-{self.crop_mode}"
+        fill = "-f" + ".".join(map(str, self.fill)) if self.crop_mode == "border" else ""
+        return f"{self.size}-c{self.crop_pct:g}-{self.interpolation}{mode}{fill}"
 
 
 def as_resize(size: "int | Resize") -> Resize:
@@ -94,7 +106,7 @@ def pixel_limit() -> int:
     return 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else DEFAULT_PIXEL_LIMIT
 
 
-def _open(data: bytes, size: int) -> Image.Image:
+def _open(data: bytes, size: int | None) -> Image.Image:
     """Open (header only), refuse empty and oversized images, and ask JPEG for a reduced decode."""
     img = Image.open(io.BytesIO(data))
     w, h = img.size
@@ -102,7 +114,8 @@ def _open(data: bytes, size: int) -> Image.Image:
         raise DecodeError(f"image has no pixels ({w}x{h})")
     if w * h > pixel_limit():
         raise DecodeError(f"{w}x{h} px is over the {pixel_limit()} pixel limit (decompression bomb); not decoded")
-    img.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale when that still covers size
+    if size is not None:  # JPEG: decode at 1/2, 1/4 or 1/8 scale when that still covers size
+        img.draft("RGB", (size, size))
     return img
 
 
@@ -130,6 +143,19 @@ def _square(img: Image.Image, policy: Resize) -> Image.Image:
     """Shorter side to ``policy.resize_to`` (antialiased when shrinking), then the centre ``size`` x ``size``."""
     size, short, resample = policy.size, policy.resize_to, INTERPOLATIONS[policy.interpolation]
     w, h = img.size
+    if policy.crop_mode == "squash":  # timm: Resize((s, s)), then CenterCrop
+        img = img.resize((short, short), resample, reducing_gap=None)
+        left = int(round((short - size) / 2.0))
+        return img.crop((left, left, left + size, left + size))
+    if policy.crop_mode == "border":  # timm: ResizeKeepRatio(s, longest=1), then CenterCropOrPad(fill)
+        ratio = max(w / short, h / short)
+        img = _to_rgb(img).resize((max(1, round(w / ratio)), max(1, round(h / ratio))), resample, reducing_gap=None)
+        nw, nh = img.size
+        canvas = Image.new("RGB", (max(nw, size), max(nh, size)), policy.fill)
+        canvas.paste(img, ((size - nw) // 2 if size > nw else 0, (size - nh) // 2 if size > nh else 0))
+        cw, ch = canvas.size
+        left, top = int(round((cw - size) / 2.0)), int(round((ch - size) / 2.0))
+        return canvas.crop((left, top, left + size, top + size))
     if max(w, h) > MAX_ASPECT * min(w, h):  # a long thin strip: resize only its centre square,
         m = min(w, h) * size / short        # or 1x40000 px would become 224x8960000
         left, top = (w - m) / 2, (h - m) / 2
@@ -140,7 +166,7 @@ def _square(img: Image.Image, policy: Resize) -> Image.Image:
         img = img.resize((nw, nh), resample, reducing_gap=None)
         left, top = (nw - size) // 2, (nh - size) // 2
         return img.crop((left, top, left + size, top + size))
-    # A backbone's own eval transform (timm): torchvision's Resize and CenterCrop rounding, exactly.
+    # A backbone's own eval transform (timm): torchvision's Resize and CenterCrop geometry and rounding.
     nw, nh = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
     img = img.resize((nw, nh), resample, reducing_gap=None)
     left, top = int(round((nw - size) / 2.0)), int(round((nh - size) / 2.0))
@@ -163,7 +189,9 @@ def decode_bytes(data: bytes, size: "int | Resize") -> np.ndarray:
     policy = as_resize(size)
     size = policy.size
     _quiet_bomb_warning()
-    with _open(data, policy.resize_to) as img:
+    # A backbone's own eval transform (timm) decodes at full resolution, as timm does; the default
+    # policy keeps JPEG's reduced-scale decoding (faster, and what every cached array was made with).
+    with _open(data, policy.resize_to if policy.is_default else None) as img:
         img.load()
         ImageOps.exif_transpose(img, in_place=True)
         out = _to_rgb(_square(_working_mode(img), policy))
@@ -242,6 +270,7 @@ class ImageCache:
         self.workers = workers or min(8, (os.cpu_count() or 2) * 2)
         self._memory: dict[tuple[str, Resize], np.ndarray] = {}
         self._bad: dict[tuple[str, Resize], str] = {}  # (path, policy) -> reason
+        self._policy: Resize | None = None  # the policy whose arrays are held in memory
         self._lock = threading.Lock()
         self.decoded = 0  # files decoded from the image itself (not from a cache)
         self.rejected = 0  # disk entries found corrupt or stale, then rebuilt
@@ -290,6 +319,9 @@ class ImageCache:
     def load(self, items: list[tuple[str, int]] | tuple[tuple[str, int], ...], size: "int | Resize") -> Batch:
         """Decoded images for (path, label) items; unreadable files are skipped and listed."""
         size = as_resize(size)
+        if size != self._policy:  # one policy's arrays in memory at a time; the others stay on disk
+            self._memory = {k: v for k, v in self._memory.items() if k[1] == size}
+            self._policy = size
         missing = list(dict.fromkeys(p for p, _ in items if (p, size) not in self._memory
                                      and (p, size) not in self._bad))
         if missing:

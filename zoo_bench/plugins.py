@@ -302,6 +302,21 @@ def _item_problem(kind: str, base: type, item: Any, registry: Registry) -> str |
         return f"catalog name {name!r} must not contain ':' or '/'"
     if kind == "backbone" and "/" in name:
         return f"backbone name {name!r} must not contain '/' (trial ids and file names use it)"
+    if kind == "backbone":
+        return _resize_problem(item)
+    return None
+
+
+def _resize_problem(spec: BackboneSpec) -> str | None:
+    """Why a spec's eval resize cannot be applied, or None."""
+    from .images import CROP_MODES, INTERPOLATIONS
+
+    if spec.interpolation not in INTERPOLATIONS:
+        return f"backbone {spec.name!r}: interpolation {spec.interpolation!r} (allowed: {', '.join(INTERPOLATIONS)})"
+    if spec.crop_mode not in CROP_MODES:
+        return f"backbone {spec.name!r}: crop_mode {spec.crop_mode!r} (allowed: {', '.join(CROP_MODES)})"
+    if not (isinstance(spec.crop_pct, (int, float)) and 0 < spec.crop_pct <= 1):
+        return f"backbone {spec.name!r}: crop_pct must be in (0, 1], got {spec.crop_pct!r}"
     return None
 
 

@@ -24,7 +24,7 @@ COLUMNS = [
     "test_accuracy", "val_accuracy", "epochs", "epoch_time_s", "first_epoch_s", "head_epoch_time_s",
     "feature_time_s", "train_time_s", "train_images_per_s", "peak_memory_mb", "trainable_params",
     "total_params", "batch_size", "diverged_epoch", "skipped_images", "train_images", "val_images", "test_images", "image_size", "crop_pct",
-    "interpolation", "weights", "device",
+    "crop_mode", "interpolation", "weights", "device",
     "device_name", "precision", "wall_s", "finished_at",
 ]
 

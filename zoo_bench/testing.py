@@ -263,7 +263,11 @@ def check_plugin(module: Any, backbones: list[str] | None = None, image_size: in
     else:
         pairs = []
         for b in backbones:
-            found = [be for be in registry.backends if registry.backbone(be, b) is not None]
+            try:
+                found = [be for be in registry.backends if registry.backbone(be, b) is not None]
+            except Exception as exc:  # a catalogue that cannot resolve here (its library missing)
+                report.fail(f"backbone {b!r}", f"cannot be resolved: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+                continue
             if not found:
                 report.fail(f"backbone {b!r}", "no backend has it")
             pairs += [(be, b) for be in found]

@@ -224,7 +224,8 @@ class TrialRunner:
             "trainable_params": outcome.trainable_params, "total_params": outcome.total_params,
             "skipped_images": len(train.skipped) + len(val.skipped) + len(test.skipped),
             "train_images": len(train.labels), "val_images": len(val.labels), "test_images": len(test.labels),
-            "image_size": image_size, "crop_pct": resize.crop_pct, "interpolation": resize.interpolation,
+            "image_size": image_size, "crop_pct": resize.crop_pct, "crop_mode": resize.crop_mode,
+            "interpolation": resize.interpolation,
             "mean": list(spec.mean), "std": list(spec.std), "weights": "none" if ctx.random_base else spec.weights, "device": device.kind, "device_name": device.name,
             "precision": device.precision, "backend_settings": device.settings,
         }

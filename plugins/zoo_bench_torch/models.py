@@ -54,7 +54,7 @@ class Base(Normalise):
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.feature_map(x).mean(dim=(2, 3))
+        return self.feature_map(x).float().mean(dim=(2, 3))  # pooled in fp32, under bf16 autocast too
 
     def groups(self) -> list[Block]:
         """The ordered blocks ``last_n`` counts from the end."""

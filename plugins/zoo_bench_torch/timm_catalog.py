@@ -64,6 +64,7 @@ def resolve(name: str) -> BackboneSpec | None:
         std=tuple(cfg.std) if cfg is not None else IMAGENET_STD,
         crop_pct=float(cfg.crop_pct) if cfg is not None and cfg.crop_pct else 1.0,
         interpolation=interpolation,
+        crop_mode=cfg.crop_mode if cfg is not None and cfg.crop_mode in ("center", "squash", "border") else "center",
         builder=partial(_build, name),
         weights=f"timm:{full}" if has_weights else "none",
         weights_present=partial(_present, name) if has_weights else None,

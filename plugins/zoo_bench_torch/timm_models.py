@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -32,6 +34,7 @@ class TimmBase(Normalise):
         self.feature_dim = int(getattr(model, "head_hidden_size", None) or model.num_features)
         self._groups = parameter_groups(model)
         self.block_names = [name for name, _, _ in self._groups]
+        self.weights_id: str | None = None  # set by build(): the loaded file's fingerprint
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.model.forward_features(super().forward(x))
@@ -58,7 +61,7 @@ def _label(names: list[str]) -> str:
             while n < min(len(common), len(path)) and common[n] == path[n]:
                 n += 1
             common = common[:n]
-        digit = next((i for i, bit in enumerate(common) if bit.isdigit()), None)
+        digit = 0 if common[0][-1:].isdigit() else next((i for i, bit in enumerate(common) if bit.isdigit()), None)
         parts.append(".".join(common[:digit + 1] if digit is not None else common[:1]))
     return "+".join(parts) if len(parts) <= 4 else f"{parts[0]}..{parts[-1]}"
 
@@ -66,19 +69,33 @@ def _label(names: list[str]) -> str:
 def parameter_groups(model: nn.Module) -> list[tuple[str, list[str], list[str]]]:
     """(name, parameter names, module names) per coarse group, in forward order.
 
-    A model without ``group_matcher`` is one group: ``last_n`` then means all or nothing.
+    Parameters timm's matcher leaves unmatched (a ConvNeXt's head norm, an ``fc_norm``) join the last
+    group, as timm's own ``MATCH_PREV_GROUP`` does for a ViT's final norm: on their own they would
+    make ``last_n = 1`` train a single norm layer. A group's modules are those that hold its
+    parameters directly. A model without ``group_matcher`` is one group: ``last_n`` is all or nothing.
     """
-    from timm.models import group_modules, group_parameters
+    from timm.models._manipulate import MATCH_PREV_GROUP, group_with_matcher
 
     names = [n for n, _ in model.named_parameters()]
     try:
         matcher = model.group_matcher(coarse=True)
     except (AttributeError, NotImplementedError):
-        modules = [n for n, m in model.named_modules() if n and any(True for _ in m.parameters(recurse=False))]
-        return [("all", names, modules)]
-    params = group_parameters(model, matcher)
-    modules = group_modules(model, matcher)
-    return [(_label(params[k]), list(params[k]), list(modules.get(k, []))) for k in params]
+        matcher = None
+    if matcher is None:
+        lids = {n: 0 for n in names}
+    else:
+        if isinstance(matcher, dict):
+            matcher = {**matcher, "_rest": [(r".*", MATCH_PREV_GROUP)]}  # last entry: whatever nothing matched
+        lids = group_with_matcher(model.named_parameters(), matcher, reverse=True)
+    groups: dict[int, list[str]] = {}
+    for name in names:
+        groups.setdefault(lids[name], []).append(name)
+    out = []
+    for lid in sorted(groups):
+        params = groups[lid]
+        modules = list(dict.fromkeys(n.rsplit(".", 1)[0] for n in params if "." in n))
+        out.append((_label(params) if matcher is not None else "all", params, modules))
+    return out
 
 
 def build(name: str, *, pretrained: bool, image_size: int, weights_dir: str | None) -> TimmBase:
@@ -117,7 +134,26 @@ def build(name: str, *, pretrained: bool, image_size: int, weights_dir: str | No
                                       f"do not load into the model ({first})") from None
     if pretrained:
         model.reset_classifier(0)
-    return TimmBase(model, mean, std)
+    base = TimmBase(model, mean, std)
+    base.weights_id = file_fingerprint(path) if pretrained else None
+    return base
+
+
+def file_fingerprint(path: Path) -> str:
+    """Size and a hash of the first and last MiB: which weights file this is, in milliseconds.
+
+    The feature cache keys on it, so features of one file (say, random stand-in weights) are never
+    served for another file under the same model name."""
+    import hashlib
+
+    size = path.stat().st_size
+    digest = hashlib.blake2b(digest_size=8)
+    with open(path, "rb") as fh:
+        digest.update(fh.read(1 << 20))
+        if size > 2 << 20:
+            fh.seek(-(1 << 20), 2)
+            digest.update(fh.read())
+    return f"{size}-{digest.hexdigest()}"
 
 
 def param_count(name: str) -> int:

@@ -83,8 +83,13 @@ def _reachable(url: str) -> str | None:
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
         return "HF_HUB_OFFLINE is set"
     parsed = urlparse(url)
+    proxy = [v for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+             if os.environ.get(v)]
+    if proxy:  # the proxy decides; a direct connection says nothing about it
+        return None
     try:
-        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=PROBE_TIMEOUT_S).close()
+        port = parsed.port or (80 if parsed.scheme == "http" else 443)
+        socket.create_connection((parsed.hostname, port), timeout=PROBE_TIMEOUT_S).close()
     except OSError as exc:
         return f"{parsed.hostname} cannot be reached: {exc.strerror or exc}"
     return None
