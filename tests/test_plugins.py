@@ -135,6 +135,7 @@ def test_a_backbone_whose_resize_cannot_be_applied_is_refused_at_registration():
     import types
 
     from zoo_bench import BackboneSpec, hookimpl
+    from zoo_bench.plugins import load_plugins
 
     module = types.ModuleType("odd_resize_plugin")
 
