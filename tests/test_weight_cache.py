@@ -23,8 +23,8 @@ def test_a_damaged_converted_weights_file_is_rebuilt_not_used(tmp_path, monkeypa
     monkeypatch.setattr(models, "_torch_to_keras_weights", lambda *a: conversions.append(1) or real_convert(*a))
 
     def load() -> list[np.ndarray]:
-        model = models.lite0_model(32, include_top=False)
-        models.load_lite0_weights(model, None, str(tmp_path))
+        model = models.lite_model(0, 32, include_top=False)
+        models.load_lite_weights(0, model, None, str(tmp_path))
         return model.get_weights()
 
     reference = load()

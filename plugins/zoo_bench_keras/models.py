@@ -1,4 +1,4 @@
-"""Keras models: applications cut into the same blocks as in torch, EfficientNet-Lite0, heads.
+"""Keras models: applications cut into the same blocks as in torch, EfficientNet-Lite0/1/2, heads.
 
 Every base takes float 0..255 RGB pixels and outputs a feature map; its preprocessing is inside.
 """
@@ -17,7 +17,7 @@ import numpy as np
 
 from zoo_bench import WeightsUnavailableError
 from zoo_bench.images import load_npz, save_npz
-from zoo_bench_torch.weights_files import lite0_weights_file  # the same file both backends load
+from zoo_bench_torch.weights_files import lite_weights_file  # the same files both backends load
 
 # name -> (constructor, preprocessing module, weights file for 224 px without top)
 APPLICATIONS: dict[str, tuple[str, str, str]] = {
@@ -29,7 +29,8 @@ APPLICATIONS: dict[str, tuple[str, str, str]] = {
     "efficientnet_b0": ("EfficientNetB0", "efficientnet", "efficientnetb0_notop.h5"),
 }
 FEATURE_DIMS = {"vgg16": 512, "vgg19": 512, "resnet50": 2048, "inception_v3": 2048, "mobilenet_v2": 1280,
-                "efficientnet_b0": 1280, "efficientnet_lite0": 1280}
+                "efficientnet_b0": 1280, "efficientnet_lite0": 1280, "efficientnet_lite1": 1280,
+                "efficientnet_lite2": 1280}
 
 
 @dataclass
@@ -89,7 +90,7 @@ def _efficientnet_block(name: str) -> int | None:
     return None
 
 
-def _lite0_block(name: str) -> int | None:
+def _lite_block(name: str) -> int | None:
     if name.startswith("stem_"):
         return 0
     m = re.match(r"stage(\d)_", name)
@@ -122,14 +123,15 @@ def _assign_blocks(layers: list[Any], rule: Callable[[str], int | None], incepti
 
 BLOCK_RULES = {"vgg16": _vgg_block, "vgg19": _vgg_block, "resnet50": _resnet_block,
                "mobilenet_v2": _mobilenet_block, "efficientnet_b0": _efficientnet_block,
-               "efficientnet_lite0": _lite0_block}
+               "efficientnet_lite0": _lite_block, "efficientnet_lite1": _lite_block,
+               "efficientnet_lite2": _lite_block}
 BLOCK_NAMES = {
     "vgg16": [f"block{i}" for i in range(1, 6)], "vgg19": [f"block{i}" for i in range(1, 6)],
     "resnet50": ["stem", "conv2", "conv3", "conv4", "conv5"],
     "inception_v3": ["stem"] + [f"mixed{i}" for i in range(11)],
     "mobilenet_v2": ["stem", "expanded_conv"] + [f"block_{i}" for i in range(1, 17)] + ["head_conv"],
     "efficientnet_b0": ["stem"] + [f"stage{i}" for i in range(1, 8)] + ["head_conv"],
-    "efficientnet_lite0": ["stem"] + [f"stage{i}" for i in range(1, 8)] + ["head_conv"],
+    **{f"efficientnet_lite{v}": ["stem"] + [f"stage{i}" for i in range(1, 8)] + ["head_conv"] for v in (0, 1, 2)},
 }
 
 
@@ -167,10 +169,11 @@ def _application(name: str, pretrained: bool, image_size: int, weights_dir: str 
 def build(kind: str, name: str, *, pretrained: bool, image_size: int, weights_dir: str | None,
           cache_dir: str | None = None) -> KerasBase:
     """Build a base: preprocessing + backbone, with its layers assigned to blocks."""
-    if kind == "lite0":
-        app = lite0_model(image_size, include_top=False)
+    if kind.startswith("lite"):
+        variant = int(kind[4:])
+        app = lite_model(variant, image_size, include_top=False)
         if pretrained:
-            load_lite0_weights(app, weights_dir, cache_dir)
+            load_lite_weights(variant, app, weights_dir, cache_dir)
         preprocess = _imagenet_normalise
     else:
         app, preprocess = _application(name, pretrained, image_size, weights_dir)
@@ -190,24 +193,30 @@ def _imagenet_normalise(x):
 
 
 # ---------------------------------------------------------------------------------------------
-# EfficientNet-Lite0 in Keras, mirroring efficientnet_lite_pytorch
+# EfficientNet-Lite0/1/2 in Keras, mirroring efficientnet_lite_pytorch
 
-LITE0_STAGES = [  # repeats, kernel, stride, expand ratio, in, out
-    (1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-    (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320),
-]
+# Per variant, per stage: repeats, kernel, stride, expand ratio, in, out (efficientnet_lite_pytorch's
+# block arguments after its width and depth scaling; Lite keeps the stem (32) and head (1280) fixed).
+LITE_STAGES = {
+    0: [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
+        (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)],
+    1: [(1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 40), (4, 3, 2, 6, 40, 80),
+        (4, 5, 1, 6, 80, 112), (5, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)],
+    2: [(1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 48), (4, 3, 2, 6, 48, 88),
+        (4, 5, 1, 6, 88, 120), (5, 5, 2, 6, 120, 208), (1, 3, 1, 6, 208, 352)],
+}
 BN = {"epsilon": 1e-3, "momentum": 0.99}
 CONVERT_VERSION = 1  # part of the converted-weights cache key: bump when _torch_to_keras_weights changes
 
 
-def lite0_model(image_size: int, include_top: bool) -> Any:
-    """The Lite0 architecture; TF 'same' padding equals the PyTorch port's static same padding."""
+def lite_model(variant: int, image_size: int, include_top: bool) -> Any:
+    """The Lite``variant`` architecture; TF 'same' padding equals the PyTorch port's static same padding."""
     L = keras.layers
     inputs = keras.Input((image_size, image_size, 3))
     x = L.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = L.BatchNormalization(name="stem_bn", **BN)(x)
     x = L.ReLU(6.0, name="stem_relu")(x)
-    for s, (repeats, k, stride, expand, cin, cout) in enumerate(LITE0_STAGES, start=1):
+    for s, (repeats, k, stride, expand, cin, cout) in enumerate(LITE_STAGES[variant], start=1):
         for j in range(repeats):
             p = f"stage{s}_b{j}_"
             block_in, inp_ch, st = x, (cin if j == 0 else cout), (stride if j == 0 else 1)
@@ -228,10 +237,11 @@ def lite0_model(image_size: int, include_top: bool) -> Any:
     if include_top:
         x = L.GlobalAveragePooling2D(name="top_pool")(x)
         x = L.Dense(1000, name="top_fc")(x)
-    return keras.Model(inputs, x, name="efficientnet_lite0")
+    return keras.Model(inputs, x, name=f"efficientnet_lite{variant}")
 
 
-def _torch_to_keras_weights(state: dict[str, np.ndarray], include_top: bool) -> dict[str, list[np.ndarray]]:
+def _torch_to_keras_weights(state: dict[str, np.ndarray], include_top: bool, variant: int = 0
+                            ) -> dict[str, list[np.ndarray]]:
     """Layer name -> Keras weight list, from the PyTorch port's state dict."""
     def conv(key):  # (out, in, kh, kw) -> (kh, kw, in, out)
         return [state[key].transpose(2, 3, 1, 0)]
@@ -246,8 +256,8 @@ def _torch_to_keras_weights(state: dict[str, np.ndarray], include_top: bool) -> 
     out = {"stem_conv": conv("_conv_stem.weight"), "stem_bn": bn("_bn0"),
            "head_conv": conv("_conv_head.weight"), "head_bn": bn("_bn1")}
     index = 0
-    for s, (repeats, *_rest) in enumerate(LITE0_STAGES, start=1):
-        expand = LITE0_STAGES[s - 1][3]
+    for s, (repeats, *_rest) in enumerate(LITE_STAGES[variant], start=1):
+        expand = LITE_STAGES[variant][s - 1][3]
         for j in range(repeats):
             p, t = f"stage{s}_b{j}_", f"_blocks.{index}."
             if expand != 1:
@@ -263,11 +273,11 @@ def _torch_to_keras_weights(state: dict[str, np.ndarray], include_top: bool) -> 
     return out
 
 
-def _lite0_cache_file(source: Path, include_top: bool, cache_dir: str | None) -> Path:
+def _lite_cache_file(variant: int, source: Path, include_top: bool, cache_dir: str | None) -> Path:
     """Keyed by the weight file's bytes, the top flag and CONVERT_VERSION, not by path or mtime."""
     digest = hashlib.blake2b(source.read_bytes(), digest_size=10).hexdigest()  # 19 MB: tens of ms
     key = f"{digest}-{'top' if include_top else 'notop'}-v{CONVERT_VERSION}"
-    return Path(cache_dir or Path.home() / ".cache" / "zoo-bench") / "keras" / f"efficientnet_lite0-{key}.npz"
+    return Path(cache_dir or Path.home() / ".cache" / "zoo-bench") / "keras" / f"efficientnet_lite{variant}-{key}.npz"
 
 
 def _fits(model: Any, converted: dict[str, list[np.ndarray]]) -> bool:
@@ -296,19 +306,19 @@ def _read_converted(cache: Path, model: Any) -> dict[str, list[np.ndarray]] | No
     return converted if _fits(model, converted) else None
 
 
-def load_lite0_weights(model: Any, weights_dir: str | None, cache_dir: str | None) -> None:
+def load_lite_weights(variant: int, model: Any, weights_dir: str | None, cache_dir: str | None) -> None:
     """Convert the PyTorch file to Keras arrays once (cached as .npz) and set them on ``model``.
 
     A cache file that fails its checks is converted again and replaced atomically.
     """
     from .pth_reader import load_legacy_state_dict
 
-    source = lite0_weights_file(weights_dir)
+    source = lite_weights_file(variant, weights_dir)
     include_top = any(layer.name == "top_fc" for layer in model.layers)
-    cache = _lite0_cache_file(source, include_top, cache_dir)
+    cache = _lite_cache_file(variant, source, include_top, cache_dir)
     converted = _read_converted(cache, model)
     if converted is None:
-        converted = _torch_to_keras_weights(load_legacy_state_dict(source), include_top)
+        converted = _torch_to_keras_weights(load_legacy_state_dict(source), include_top, variant)
         with contextlib.suppress(OSError):  # an unwritable cache only costs a conversion next time
             save_npz(cache, {f"{k}/{i}": w for k, ws in converted.items() for i, w in enumerate(ws)})
     for layer in model.layers:

