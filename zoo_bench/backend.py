@@ -17,6 +17,7 @@ import math
 from .errors import BackendUnavailableError, DivergedError
 
 if TYPE_CHECKING:
+    from .augment import Augment
     from .images import Resize
 
 
@@ -204,6 +205,8 @@ class Backend(ABC):
 
     name: ClassVar[str]
     install_hint: ClassVar[str] = ""
+    # The terms of the augmentation vocabulary (zoo_bench.augment.TERMS) ``fit`` implements.
+    augmentations: ClassVar[tuple[str, ...]] = ("flip",)
 
     def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
                  cache_dir: str | None = None):
@@ -285,11 +288,14 @@ class Backend(ABC):
         optimizer: OptimizerSpec,
         batch_size: int,
         val: tuple[np.ndarray, np.ndarray] | None = None,
-        augment: bool = False,
+        augment: "bool | Augment" = False,
         on_epoch: EpochCallback | None = None,
         monitor: Monitor | None = None,
     ) -> list[EpochStats]:
         """Train ``model`` (a head on features, or a classifier on uint8 images); one stat per epoch.
+
+        ``augment`` (pixels only) is an :class:`zoo_bench.augment.Augment` whose terms are all in
+        :attr:`augmentations` (``True`` is a flip, from callers written before the vocabulary).
 
         With validation data, each epoch records validation accuracy and loss. With a ``monitor``,
         the fit reports each epoch to it, stops when it says so and, with ``restore_best``, ends

@@ -139,6 +139,9 @@ def canonical_config(row: dict[str, Any], strategies: dict[str, Any] | None) -> 
             params[key] = specs[key].canonical(value)
         else:  # a parameter that no longer exists: keep it, so the configurations do not merge
             params[key] = value
+    from .params import id_params, quiet_defaults
+
+    params = id_params(params, quiet_defaults(cls.params))
     return f"{row['backend']}/{row['backbone']}/{strategy_label(row['strategy'], params)}/n={row['size_per_class']}"
 
 

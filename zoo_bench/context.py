@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .augment import Augment
 from .backend import Backend, BackboneSpec, EpochCallback, HeadFit, HeadFitResult, HeadSpec
 from .errors import ZooBenchError
 from .images import Batch, load_npz, save_npz
@@ -154,6 +155,14 @@ class TrialContext:
         if not len(scores):
             return np.zeros(0, np.int64), np.zeros((0, self.num_classes), np.float32)
         return scores.argmax(axis=1).astype(np.int64), scores
+
+    def augmentation(self, aug: "Augment") -> "Augment":
+        """``aug`` if this trial's backend implements each of its terms; else a one-line error naming the missing ones."""
+        missing = [t for t in aug.terms() if t not in self.backend.augmentations]
+        if missing:
+            raise ZooBenchError(f"backend {self.backend.name!r} does not implement the augmentation "
+                                f"{', '.join(missing)} (it implements: {', '.join(self.backend.augmentations)})")
+        return aug
 
     def new_base(self, pretrained: bool) -> Any:
         """A fresh base whose weights the strategy may change."""

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .params import id_params
 from .suite import Suite
 
 
@@ -64,8 +65,10 @@ def expand(suite: Suite) -> list[Trial]:
             if only is not None and backbone not in only:
                 continue
             keys = sorted(sweeps)
+            quiet = suite.quiet.get(strategy, {})
             for combo in itertools.product(*(sweeps[k] for k in keys)):
-                params = tuple((k, _freeze(v)) for k, v in zip(keys, combo))
+                named = id_params(dict(zip(keys, combo)), quiet)
+                params = tuple((k, _freeze(v)) for k, v in named.items())
                 for size in suite.sizes:
                     for seed in suite.seeds:
                         trials.append(Trial(backend, backbone, strategy, params, size, seed))

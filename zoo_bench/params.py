@@ -23,6 +23,9 @@ class Param:
         choices: the allowed values of a string parameter.
         aliases: older spellings of values, accepted and replaced (``augment = true`` -> ``"flip"``).
         help: one line for documentation.
+        in_id: False for a parameter added after trial ids were in use: left out of a trial's id (and
+            its recorded ``params``) while at its default, so runs, resumes and baselines from before
+            it existed keep their ids. Its value still reaches the strategy.
     """
 
     default: Any
@@ -33,6 +36,7 @@ class Param:
     choices: tuple[str, ...] | None = None
     aliases: tuple[tuple[Any, Any], ...] = ()
     help: str = ""
+    in_id: bool = True
 
     def canonical(self, value: Any) -> Any:
         """``value`` with an older spelling replaced by today's."""
@@ -81,6 +85,32 @@ def defaults(params: Mapping[str, Any]) -> dict[str, Any]:
     return {k: spec.default for k, spec in param_specs(params).items()}
 
 
+def quiet_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters left out of trial ids while at their default (``in_id=False``) -> that default."""
+    return {k: spec.default for k, spec in param_specs(params).items() if not spec.in_id}
+
+
+def id_params(params: dict[str, Any], quiet: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` without the quiet ones that sit at their default: what a trial id names."""
+    return {k: v for k, v in params.items() if not (k in quiet and _same(v, quiet[k]))}
+
+
+def with_defaults(params: Mapping[str, Any], declared: Mapping[str, Any]) -> dict[str, Any]:
+    """A trial's parameters with every declared one present (quiet defaults filled back in)."""
+    import copy
+
+    out = {k: copy.deepcopy(v) for k, v in defaults(declared).items()}
+    out.update(params)
+    return out
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return list(a) == list(b)
+    return type(a) is type(b) and a == b or (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                                             and not isinstance(a, bool) and not isinstance(b, bool) and a == b)
+
+
 # Shared declarations: one spelling and one range per concept, across strategies.
 def epochs(default: int, help: str = "epochs") -> Param:
     return Param(default, low=1, high=100000, help=help)
@@ -106,6 +136,25 @@ def augment(default: str = "flip") -> Param:
     return Param(default, choices=AUGMENTATIONS, aliases=((True, "flip"), (False, "none")),
                  help="augmentation of pixel epochs: 'none' or 'flip' (random horizontal flip)")
 
+
+def _aug(high: float, help: str, default: float = 0.0, low: float = 0.0, low_open: bool = False,
+         high_open: bool = True) -> Param:
+    return Param(default, low=low, high=high, low_open=low_open, high_open=high_open, help=help, in_id=False)
+
+
+# The augmentation vocabulary beyond the flip (zoo_bench.augment), ImageDataGenerator's meanings.
+AUGMENT_PARAMS: dict[str, Param] = {
+    "rotation": _aug(180.0, "random rotation: degrees drawn in [-rotation, rotation]", high_open=False),
+    "width_shift": _aug(1.0, "random horizontal shift: a fraction of the width drawn in [-s, s]"),
+    "height_shift": _aug(1.0, "random vertical shift: a fraction of the height drawn in [-s, s]"),
+    "shear": _aug(80.0, "random shear: an angle in degrees drawn in [-shear, shear]", high_open=False),
+    "zoom": _aug(1.0, "random zoom: sampling scales drawn in [1 - zoom, 1 + zoom] (above 1 zooms out)"),
+    "crop": _aug(1.0, "random square crop of this fraction of the side, resized back (1: off)", default=1.0,
+                 low_open=True, high_open=False),
+    "brightness": _aug(1.0, "random brightness: pixels scaled by a factor in [1 - b, 1 + b]"),
+    "contrast": _aug(1.0, "random contrast: distance to the mean grey scaled by a factor in [1 - c, 1 + c]"),
+    "saturation": _aug(1.0, "random saturation: distance to the pixel's grey scaled by a factor in [1 - s, 1 + s]"),
+}
 
 HEAD_PARAMS: dict[str, Param] = {
     "hidden": Param([256], low=1, high=65536, help="hidden layer widths of the new head"),

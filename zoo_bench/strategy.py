@@ -64,6 +64,14 @@ class Strategy(ABC):
         """Every parameter as a :class:`~zoo_bench.params.Param` (plain defaults accept any value of their type)."""
         return param_specs(cls.params)
 
+    @classmethod
+    def check(cls, params: dict[str, Any]) -> list[tuple[str, str]]:
+        """Problems between parameters of one configuration (every key present): (key, message) pairs.
+
+        Called by ``validate`` for each combination a suite sweeps; per-key ranges are the schema's job.
+        """
+        return []
+
     @abstractmethod
     def run(self, ctx: "TrialContext", params: dict[str, Any]) -> Outcome:
         """Train and predict for one trial, using only ``ctx`` and its backend."""

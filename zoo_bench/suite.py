@@ -6,6 +6,7 @@ before validation, so ``cpu`` can shrink a GPU grid to what a laptop finishes.
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import re
@@ -16,6 +17,7 @@ from typing import Any, Callable
 
 from .errors import SuiteError, ZooBenchError
 from .plugins import Registry
+from .params import quiet_defaults
 
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -73,6 +75,7 @@ class Suite:
     select_metric: str | None = None  # model selection on validation when set ([select])
     tuned: dict[str, tuple[str, ...]] = field(default_factory=dict)  # strategy -> parameters selected over
     tuned_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> their default values
+    quiet: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> params left out of ids at these defaults
     refit: bool = False  # retrain each chosen configuration on train + validation and test that
     ray: dict[str, float] = field(default_factory=lambda: {"num_gpus": 1.0, "num_cpus": 1.0})  # per unit task
     profile: str | None = None
@@ -275,6 +278,7 @@ def parse_suite(
         refit=bool(values["select"].get("refit")) if "select" in data else False,
         tuned_defaults={name: {k: registry.strategies[name].param_specs()[k].default for k in keys}
                         for name, keys in tuned.items()},
+        quiet={name: quiet_defaults(registry.strategies[name].params) for name in strategies},
         ray={k: float(v) for k, v in values["ray"].items()}, profile=profile,
         profiles=tuple(declared_profiles), raw=data,
     )
@@ -506,4 +510,11 @@ def _check_params(name: str, params: dict[str, Any], cls: Any, bad: Bad) -> dict
                 resolved[key] = points
     for key, spec in specs.items():
         resolved.setdefault(key, [copy.deepcopy(spec.default)])
+    keys = sorted(resolved)
+    seen: set[str] = set()
+    for combo in itertools.islice(itertools.product(*(resolved[k] for k in keys)), 10000):
+        for key, message in cls.check(dict(zip(keys, combo))):
+            if key not in seen:  # one line per key, not one per swept combination
+                seen.add(key)
+                bad(key_path("strategies", name, key), message)
     return resolved

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from . import sampling
+from .augment import Augment
 from .backend import Backend, EpochStats
 from .context import FeatureCache, TrialContext
 from .dataset import Listing
@@ -27,6 +28,7 @@ from .grid import Trial
 from .images import ImageCache
 from .memory import PeakRSS
 from .metrics import scores_of
+from .params import with_defaults
 from .plugins import Registry
 from .results import atomic_write, now_iso
 from .strategy import Outcome
@@ -196,6 +198,8 @@ class TrialRunner:
         if len(set(train.labels.tolist())) < len(self.listing.classes):
             raise DataError(f"{trial.id}: after skipping unreadable images a class has no training image")
         strategy = self.registry.strategies[trial.strategy]()
+        params = with_defaults(trial.param_dict, strategy.params)  # quiet parameters back in
+        sweep = tuple(with_defaults(q, strategy.params) for q in sweep)
         backend.seed(trial.seed)
         hidden_test = dataclasses.replace(test, labels=np.full(len(test.labels), -1, np.int64))
         ctx = TrialContext(backend=backend, spec=spec, image_size=image_size, batch_size=batch_size,
@@ -204,7 +208,7 @@ class TrialRunner:
                            sweep=sweep, sweep_key=sweep_key(trial, strategy.sweep_params), head_sweeps=self.head_sweeps)
         backend.reset_peak_memory()
         with PeakRSS() as rss:
-            outcome = strategy.run(ctx, trial.param_dict)
+            outcome = strategy.run(ctx, params)
         device = backend.device()
         gpu_peak = backend.peak_memory_mb()
         fields = summarise_epochs(outcome.epochs)
@@ -224,6 +228,7 @@ class TrialRunner:
             "trainable_params": outcome.trainable_params, "total_params": outcome.total_params,
             "skipped_images": len(train.skipped) + len(val.skipped) + len(test.skipped),
             "train_images": len(train.labels), "val_images": len(val.labels), "test_images": len(test.labels),
+            "augmentation": Augment.from_params(params).describe(),
             "image_size": image_size, "crop_pct": resize.crop_pct, "crop_mode": resize.crop_mode,
             "interpolation": resize.interpolation,
             "mean": list(spec.mean), "std": list(spec.std), "weights": "none" if ctx.random_base else spec.weights, "device": device.kind, "device_name": device.name,

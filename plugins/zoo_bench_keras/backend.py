@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from zoo_bench.augment import TERMS
 from zoo_bench.backend import check_finite_loss, cpu_name
 from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, Device, EpochStats, HeadSpec, OptimizerSpec
 
@@ -58,6 +59,7 @@ class KerasBackend(Backend):
 
     name = "keras"
     install_hint = INSTALL
+    augmentations = TERMS
 
     def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
                  cache_dir: str | None = None):
@@ -161,13 +163,20 @@ class KerasBackend(Backend):
         model.head.trainable = True
         base.inference_bn = bn_inference
 
-    def _training_model(self, model: Any, augment: bool) -> Any:
+    def _training_model(self, model: Any, aug: Any) -> Any:
         if not isinstance(model, KerasClassifier):
             return model
         keras = self.keras
         size = model.base.image_size
         inputs = keras.Input((size, size, 3))
-        x = keras.layers.RandomFlip("horizontal")(inputs) if augment else inputs
+        if aug.terms() == ["flip"]:
+            x = keras.layers.RandomFlip("horizontal")(inputs)
+        elif aug:
+            from .augment import Augmentation
+
+            x = Augmentation(aug)(inputs)
+        else:
+            x = inputs
         from .models import InferenceMode
 
         fmap = InferenceMode(model.base.model)(x) if model.base.inference_bn else model.base.model(x)
@@ -212,9 +221,12 @@ class KerasBackend(Backend):
 
     def fit(self, model, x, y, *, epochs, optimizer, batch_size, val=None, augment=False, on_epoch=None,
             monitor=None):
+        from zoo_bench.augment import Augment
+
         keras = self.keras
         images = x.dtype == np.uint8
-        train_model = self._training_model(model, augment and images)
+        aug = augment if isinstance(augment, Augment) else Augment(flip=bool(augment))
+        train_model = self._training_model(model, aug if images else Augment())
         train_model.compile(optimizer=self._optimizer(optimizer),
                             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         backend = self

@@ -13,7 +13,10 @@ import numpy as np
 
 from zoo_bench import DivergedError, EpochStats, OptimizerSpec, Outcome, Strategy, TrialContext
 from zoo_bench.backend import HeadFit, HeadSpec, Monitor
-from zoo_bench.params import EARLY_STOPPING, HEAD_PARAMS, Param, augment, epochs, lr, momentum, optimizer, weight_decay
+from zoo_bench.augment import Augment
+from zoo_bench.errors import ZooBenchError
+from zoo_bench.params import (AUGMENTATIONS, AUGMENT_PARAMS, EARLY_STOPPING, HEAD_PARAMS, Param, augment, epochs, lr, momentum,
+                              optimizer, weight_decay)
 
 
 # Default search spaces for `[select] search = "default"`: decade-spaced grids around the defaults,
@@ -54,19 +57,19 @@ def train_head(ctx: TrialContext, p: dict[str, Any], epochs: int, opt: Optimizer
     return head, tag(stats, stage)
 
 
-def train_images(ctx: TrialContext, model: Any, epochs: int, optimizer: OptimizerSpec, augment: bool,
+def train_images(ctx: TrialContext, model: Any, epochs: int, optimizer: OptimizerSpec, augment: Augment,
                  offset: int, total_epochs: int, monitor: Monitor, stage: str) -> list[EpochStats]:
     """Train a whole classifier on pixels."""
     val = ctx.val_data(features=False)
     return tag(ctx.backend.fit(
         model, ctx.train.images, ctx.train.labels, epochs=epochs, optimizer=optimizer,
-        batch_size=ctx.batch_size, val=val, augment=augment, on_epoch=ctx.epoch_callback(offset, total_epochs),
+        batch_size=ctx.batch_size, val=val, augment=ctx.augmentation(augment), on_epoch=ctx.epoch_callback(offset, total_epochs),
         monitor=monitor,
     ), stage)
 
 
 def finetune(ctx: TrialContext, head: Any, last_blocks: int | None, optimizer: OptimizerSpec, epochs: int,
-             augment: bool, head_stats: list[EpochStats], monitor: Monitor) -> Outcome:
+             augment: Augment, head_stats: list[EpochStats], monitor: Monitor) -> Outcome:
     """Put a feature-trained head on a fresh pretrained base and train its last blocks on pixels.
 
     BatchNorm of the pretrained base stays in inference mode (the Keras transfer-learning guide).
@@ -76,7 +79,7 @@ def finetune(ctx: TrialContext, head: Any, last_blocks: int | None, optimizer: O
     trainable, total_params = ctx.backend.count_params(model)
     offset = len(head_stats)
     try:
-        stats = head_stats + train_images(ctx, model, epochs, optimizer, augment == "flip", offset,
+        stats = head_stats + train_images(ctx, model, epochs, optimizer, augment, offset,
                                           offset + epochs, monitor, "finetune")
     except DivergedError as exc:  # number the epoch across both phases, as the progress bar does
         raise DivergedError(exc.epoch + offset, exc.loss) from None
@@ -138,13 +141,31 @@ class LastLayer(Strategy):
 
     name = "last_layer"
     params = {"epochs": epochs(20), "lr": lr(1e-3), "optimizer": optimizer("adam"), "weight_decay": weight_decay(),
-              "momentum": momentum(), **HEAD_PARAMS, **EARLY_STOPPING}
+              "momentum": momentum(), **HEAD_PARAMS, **EARLY_STOPPING,
+              "inputs": Param("features", choices=("features", "pixels"), in_id=False,
+                              help="train the head on cached features, or on pixels through the frozen base "
+                                   "every epoch (what augmentation needs; its epoch time is a frozen-base pass)"),
+              "augment": Param("none", choices=AUGMENTATIONS, aliases=((True, "flip"), (False, "none")), in_id=False,
+                               help="augmentation of pixel epochs (inputs = \"pixels\"): 'none' or 'flip'"),
+              **AUGMENT_PARAMS}
     search_space = {"lr": HEAD_LRS, "weight_decay": HEAD_WDS}
     sweep_params = ("lr", "optimizer", "weight_decay", "momentum", "hidden", "dropout", "restore_best", "patience")
     description = "frozen base, new classification head"
 
+    @classmethod
+    def check(cls, p: dict[str, Any]) -> list[tuple[str, str]]:
+        if p["inputs"] == "features":
+            return [(k, 'augments pixels: it needs inputs = "pixels" (cached features are computed once, '
+                        'from unaugmented images)') for k in augmentation_keys(p)]
+        return []
+
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
         monitor = monitor_for(p)
+        problems = self.check(p)
+        if problems:
+            raise ZooBenchError(f"strategies.last_layer.{problems[0][0]} {problems[0][1]}")
+        if p["inputs"] == "pixels":
+            return frozen_base_on_pixels(ctx, p, monitor)
         try:
             result = ctx.train_heads(p, head_fit, p["epochs"])
         except NotImplementedError:  # a backend without fit_heads: this head alone
@@ -156,6 +177,27 @@ class LastLayer(Strategy):
             monitor.best_epoch = result.best_epoch
         trainable, head_total = ctx.backend.count_params(head)
         return predicted(ctx, head, stats, trainable, frozen_base_params(ctx) + head_total, monitor, features=True)
+
+
+def augmentation_keys(p: dict[str, Any]) -> list[str]:
+    """The augmentation keys a configuration turns on (``augment`` for the flip)."""
+    aug = Augment.from_params(p)
+    return [("augment" if t == "flip" else t) for t in aug.terms()]
+
+
+def frozen_base_on_pixels(ctx: TrialContext, p: dict[str, Any], monitor: Monitor) -> Outcome:
+    """A new head on the frozen pretrained base, trained on (augmented) pixels: every epoch runs the base.
+
+    What the articles call feature extraction with augmentation; BatchNorm stays in inference mode.
+    """
+    base = ctx.new_base(pretrained=True)
+    head = ctx.new_head(ctx.backend.feature_dim(base), p["hidden"], p["dropout"])
+    model = ctx.backend.attach(base, head)
+    ctx.backend.set_trainable(model, 0, bn_inference=True)
+    trainable, total_params = ctx.backend.count_params(model)
+    stats = train_images(ctx, model, p["epochs"], head_optimizer(p), Augment.from_params(p), 0, p["epochs"],
+                         monitor, "train")
+    return predicted(ctx, model, stats, trainable, total_params, monitor)
 
 
 def head_fit(p: dict[str, Any]) -> HeadFit:
@@ -172,7 +214,7 @@ def two_phase_params(head_epochs: int, finetune_epochs: int, finetune_lr: float,
         "head_weight_decay": weight_decay(), "head_momentum": momentum(),
         "finetune_epochs": epochs(finetune_epochs), "finetune_lr": lr(finetune_lr),
         "finetune_optimizer": optimizer(finetune_optimizer), "finetune_weight_decay": weight_decay(),
-        "finetune_momentum": momentum(), "augment": augment(), **HEAD_PARAMS, **EARLY_STOPPING,
+        "finetune_momentum": momentum(), "augment": augment(), **AUGMENT_PARAMS, **HEAD_PARAMS, **EARLY_STOPPING,
     }
 
 
@@ -181,7 +223,7 @@ def run_two_phase(ctx: TrialContext, p: dict[str, Any], last_blocks: int | None)
     monitor = monitor_for(p)
     total = p["head_epochs"] + p["finetune_epochs"]
     head, stats = train_head(ctx, p, p["head_epochs"], head_optimizer(p, "head_"), total, monitor, "head")
-    return finetune(ctx, head, last_blocks, head_optimizer(p, "finetune_"), p["finetune_epochs"], p["augment"],
+    return finetune(ctx, head, last_blocks, head_optimizer(p, "finetune_"), p["finetune_epochs"], Augment.from_params(p),
                     stats, monitor)
 
 
@@ -223,7 +265,7 @@ class _WholeNetwork(Strategy):
         model = ctx.backend.attach(base, head)
         ctx.backend.set_trainable(model, None, bn_inference=p["bn_inference"])
         trainable, total_params = ctx.backend.count_params(model)
-        stats = train_images(ctx, model, p["epochs"], head_optimizer(p), p["augment"] == "flip", 0, p["epochs"],
+        stats = train_images(ctx, model, p["epochs"], head_optimizer(p), Augment.from_params(p), 0, p["epochs"],
                              monitor, "train")
         if p.get("recalibrate_bn") and not p["bn_inference"]:
             ctx.backend.recalibrate_batchnorm(model, ctx.train.images, ctx.batch_size)
@@ -232,7 +274,7 @@ class _WholeNetwork(Strategy):
 
 def whole_network_params(epochs_: int, lr_: float) -> dict[str, Param]:
     return {"epochs": epochs(epochs_), "lr": lr(lr_), "optimizer": optimizer("adam"), "weight_decay": weight_decay(),
-            "momentum": momentum(), "augment": augment(), **HEAD_PARAMS, **EARLY_STOPPING}
+            "momentum": momentum(), "augment": augment(), **AUGMENT_PARAMS, **HEAD_PARAMS, **EARLY_STOPPING}
 
 
 class Full(_WholeNetwork):

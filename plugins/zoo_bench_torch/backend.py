@@ -15,6 +15,7 @@ import numpy as np
 
 from zoo_bench.backend import check_finite_loss, cpu_name
 from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, Device, EpochStats, HeadSpec, OptimizerSpec
+from zoo_bench.augment import TERMS
 from zoo_bench.backend import HeadFit, HeadFitResult
 
 INSTALL = "pip install 'zoo-bench[torch]'"
@@ -25,6 +26,7 @@ class TorchBackend(Backend):
 
     name = "torch"
     install_hint = INSTALL
+    augmentations = TERMS
 
     def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
                  cache_dir: str | None = None):
@@ -196,9 +198,14 @@ class TorchBackend(Backend):
 
     def fit(self, model, x, y, *, epochs, optimizer, batch_size, val=None, augment=False, on_epoch=None,
             monitor=None):
+        from zoo_bench.augment import Augment
+
+        from .augment import augment as augment_batch
+
         torch = self.torch
         images = x.dtype == np.uint8
         phase = "images" if images else "features"
+        aug = augment if isinstance(augment, Augment) else Augment(flip=bool(augment))
         params = [p for p in model.parameters() if p.requires_grad]
         opt = self._optimizer(optimizer, params)
         loss_fn = torch.nn.CrossEntropyLoss()
@@ -221,9 +228,7 @@ class TorchBackend(Backend):
                     continue
                 if images:
                     xb, yb = self._to_tensor(x[idx]), self._to_tensor(y[idx])
-                    if augment:  # random horizontal flip, on the device
-                        flip = torch.rand(len(idx), device=self._device) < 0.5
-                        xb = torch.where(flip.view(-1, 1, 1, 1), xb.flip(3), xb)
+                    xb = augment_batch(xb, aug)  # on the device
                 else:
                     xb, yb = x_dev[idx], y_dev[idx]
                 with self._autocast():
