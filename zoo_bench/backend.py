@@ -207,6 +207,10 @@ class Backend(ABC):
     install_hint: ClassVar[str] = ""
     # The terms of the augmentation vocabulary (zoo_bench.augment.TERMS) ``fit`` implements.
     augmentations: ClassVar[tuple[str, ...]] = ("flip",)
+    # Head poolings ``features``, ``feature_dim`` and ``attach`` accept as ``pooling=``: "avg" (global
+    # average; every backend), "max" (global max), "flatten" (the whole feature map). A backend that
+    # lists only "avg" is never passed the keyword.
+    poolings: ClassVar[tuple[str, ...]] = ("avg",)
 
     def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
                  cache_dir: str | None = None):

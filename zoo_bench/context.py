@@ -56,7 +56,7 @@ class FeatureCache:
     def _disk_folder(self, prefix: tuple, device_kind: str) -> Path | None:
         if self.disk_dir is None:
             return None
-        name = hashlib.blake2b(repr(prefix[:5] + (device_kind,)).encode(), digest_size=8).hexdigest()
+        name = hashlib.blake2b(repr(prefix + (device_kind,)).encode(), digest_size=8).hexdigest()
         return self.disk_dir / name
 
     @staticmethod
@@ -64,18 +64,22 @@ class FeatureCache:
         return hashlib.blake2b(np.ascontiguousarray(pixels).tobytes(), digest_size=20).hexdigest()
 
     def features(self, backend: Backend, spec: BackboneSpec, image_size: int, batch: Batch,
-                 batch_size: int) -> tuple[np.ndarray, float]:
-        """Features for a batch of images, and the seconds spent computing the missing ones."""
+                 batch_size: int, pooling: str = "avg") -> tuple[np.ndarray, float]:
+        """Features for a batch of images under a head pooling, and the seconds spent computing the missing ones."""
         base = self.frozen_base(backend, spec, image_size)
         weights = spec.weights
         if getattr(base, "weights_id", None):  # which file, where one name can mean several (timm --weights-dir)
             weights = f"{weights}@{base.weights_id}"
         prefix = (backend.name, spec.name, weights, image_size, backend.device().precision)
+        kw: dict[str, Any] = {}
+        if pooling != "avg":  # the average's keys stay as they were before poolings existed
+            prefix += (pooling,)
+            kw = {"pooling": pooling}
         todo = [i for i, p in enumerate(batch.paths) if prefix + (p,) not in self._features]
         folder = self._disk_folder(prefix, backend.device().kind) if todo else None
         keys: dict[int, str] = {}
         if folder is not None:
-            dim = backend.feature_dim(base)
+            dim = backend.feature_dim(base, **kw)
             missing = []
             for i in todo:
                 keys[i] = self._image_key(batch.images[i])
@@ -89,7 +93,7 @@ class FeatureCache:
         seconds = 0.0
         if todo:
             start = time.perf_counter()
-            computed = backend.features(base, batch.images[todo], batch_size)
+            computed = backend.features(base, batch.images[todo], batch_size, **kw)
             seconds = time.perf_counter() - start
             for i, row in zip(todo, computed):
                 self._features[prefix + (batch.paths[i],)] = row
@@ -99,7 +103,7 @@ class FeatureCache:
                     except OSError:
                         pass  # a full or read-only cache disk costs a recomputation next time, nothing else
         if not batch.paths:
-            return np.zeros((0, backend.feature_dim(base)), np.float32), seconds
+            return np.zeros((0, backend.feature_dim(base, **kw)), np.float32), seconds
         return np.stack([self._features[prefix + (p,)] for p in batch.paths]), seconds
 
     def _read(self, entry: Path, dim: int) -> np.ndarray | None:
@@ -134,6 +138,7 @@ class TrialContext:
     head_sweeps: HeadSweeps | None = None  # heads trained by an earlier trial of the same sweep
     sweep_heads: int | None = None  # heads trained together with this trial's head, itself included
     random_base: bool = False  # the strategy built its base without pretrained weights (scratch)
+    pooling: str = "avg"  # the head's pooling of the base's feature map (the strategy's ``pooling``)
 
     def part(self, name: str) -> Batch:
         """The ``train``, ``val`` or ``test`` images."""
@@ -142,7 +147,7 @@ class TrialContext:
     def features(self, name: str) -> np.ndarray:
         """Pooled bottleneck features of a part, from the frozen pretrained base (cached)."""
         feats, seconds = self.feature_cache.features(self.backend, self.spec, self.image_size,
-                                                     self.part(name), self.batch_size)
+                                                     self.part(name), self.batch_size, self._pooling())
         self.feature_time_s += seconds
         return feats
 
@@ -155,6 +160,23 @@ class TrialContext:
         if not len(scores):
             return np.zeros(0, np.int64), np.zeros((0, self.num_classes), np.float32)
         return scores.argmax(axis=1).astype(np.int64), scores
+
+    def _pooling(self) -> str:
+        """This trial's pooling, refused in one line where the backend does not implement it."""
+        if self.pooling not in self.backend.poolings:
+            raise ZooBenchError(f"backend {self.backend.name!r} does not implement pooling {self.pooling!r} "
+                                f"(it implements: {', '.join(self.backend.poolings)})")
+        return self.pooling
+
+    def feature_dim(self, base: Any) -> int:
+        """Width of the base's features under this trial's pooling."""
+        pooling = self._pooling()
+        return self.backend.feature_dim(base) if pooling == "avg" else self.backend.feature_dim(base, pooling=pooling)
+
+    def attach(self, base: Any, head: Any) -> Any:
+        """A classifier of images: ``base``, this trial's pooling, then ``head``."""
+        pooling = self._pooling()
+        return self.backend.attach(base, head) if pooling == "avg" else self.backend.attach(base, head, pooling=pooling)
 
     def augmentation(self, aug: "Augment") -> "Augment":
         """``aug`` if this trial's backend implements each of its terms; else a one-line error naming the missing ones."""

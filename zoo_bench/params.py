@@ -159,6 +159,9 @@ AUGMENT_PARAMS: dict[str, Param] = {
 HEAD_PARAMS: dict[str, Param] = {
     "hidden": Param([256], low=1, high=65536, help="hidden layer widths of the new head"),
     "dropout": Param(0.5, low=0.0, high=1.0, high_open=True, help="dropout after each hidden layer"),
+    "pooling": Param("avg", choices=("avg", "max", "flatten"), in_id=False,
+                     help="how the base's feature map becomes the head's input: global average, global max, or "
+                          "the whole map flattened (timm backbones: 'avg' only, meaning the model's own pooling)"),
 }
 
 EARLY_STOPPING: dict[str, Param] = {

@@ -206,6 +206,7 @@ class TrialRunner:
                            num_classes=len(self.listing.classes), seed=trial.seed, train=train, val=val,
                            test=hidden_test, feature_cache=self.features, on_epoch=self._on_epoch,
                            sweep=sweep, sweep_key=sweep_key(trial, strategy.sweep_params), head_sweeps=self.head_sweeps)
+        ctx.pooling = params.get("pooling", "avg")
         backend.reset_peak_memory()
         with PeakRSS() as rss:
             outcome = strategy.run(ctx, params)

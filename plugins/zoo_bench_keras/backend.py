@@ -52,6 +52,7 @@ class KerasClassifier:
 
     base: Any
     head: Any
+    pooling: str = "avg"
 
 
 class KerasBackend(Backend):
@@ -60,6 +61,7 @@ class KerasBackend(Backend):
     name = "keras"
     install_hint = INSTALL
     augmentations = TERMS
+    poolings = ("avg", "max", "flatten")
 
     def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
                  cache_dir: str | None = None):
@@ -141,16 +143,30 @@ class KerasBackend(Backend):
     def block_count(self, base: Any) -> int:
         return len(base.block_names)
 
-    def feature_dim(self, base: Any) -> int:
-        return int(base.feature_dim)
+    def feature_dim(self, base: Any, pooling: str = "avg") -> int:
+        if pooling == "avg":
+            return int(base.feature_dim)
+        return int(self._feature_model(base, pooling).output.shape[-1])
+
+    def _pool(self, pooling: str) -> Any:
+        """A fresh pooling layer: global average, global max, or flatten (NHWC: row, column, channel)."""
+        layers = self.keras.layers
+        return {"avg": layers.GlobalAveragePooling2D, "max": layers.GlobalMaxPooling2D,
+                "flatten": layers.Flatten}[pooling]()
+
+    def _feature_model(self, base: Any, pooling: str) -> Any:
+        key = "features" if pooling == "avg" else f"features_{pooling}"
+        if key not in base.extra:
+            base.extra[key] = self.keras.Model(base.model.input, self._pool(pooling)(base.model.output))
+        return base.extra[key]
 
     def new_head(self, in_features: int, num_classes: int, head: HeadSpec) -> Any:
         from .models import make_head
 
         return make_head(in_features, num_classes, head.hidden, head.dropout)
 
-    def attach(self, base: Any, head: Any) -> Any:
-        return KerasClassifier(base, head)
+    def attach(self, base: Any, head: Any, pooling: str = "avg") -> Any:
+        return KerasClassifier(base, head, pooling)
 
     def set_trainable(self, model: Any, last_blocks: int | None, bn_inference: bool) -> None:
         base = model.base
@@ -180,7 +196,7 @@ class KerasBackend(Backend):
         from .models import InferenceMode
 
         fmap = InferenceMode(model.base.model)(x) if model.base.inference_bn else model.base.model(x)
-        pooled = keras.layers.GlobalAveragePooling2D()(fmap)
+        pooled = self._pool(model.pooling)(fmap)
         return keras.Model(inputs, model.head(pooled))
 
     def count_params(self, model: Any) -> tuple[int, int]:
@@ -200,14 +216,10 @@ class KerasBackend(Backend):
         for start in range(0, len(x), batch_size):
             yield x[start:start + batch_size].astype(np.float32)
 
-    def features(self, base: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
-        keras = self.keras
-        if "features" not in base.extra:
-            pooled = keras.layers.GlobalAveragePooling2D()(base.model.output)
-            base.extra["features"] = keras.Model(base.model.input, pooled)
-        fmodel = base.extra["features"]
+    def features(self, base: Any, images: np.ndarray, batch_size: int, pooling: str = "avg") -> np.ndarray:
+        fmodel = self._feature_model(base, pooling)
         out = [np.asarray(fmodel(b, training=False), dtype=np.float32) for b in self._batches(images, batch_size)]
-        return np.concatenate(out) if out else np.zeros((0, base.feature_dim), np.float32)
+        return np.concatenate(out) if out else np.zeros((0, self.feature_dim(base, pooling)), np.float32)
 
     def _optimizer(self, spec: OptimizerSpec) -> Any:
         opt = self.keras.optimizers
@@ -268,7 +280,7 @@ class KerasBackend(Backend):
                 keras = self.keras
                 size = model.base.image_size
                 inputs = keras.Input((size, size, 3))
-                pooled = keras.layers.GlobalAveragePooling2D()(model.base.model(inputs, training=False))
+                pooled = self._pool(model.pooling)(model.base.model(inputs, training=False))
                 model.base.extra[key] = keras.Model(inputs, model.head(pooled, training=False))
                 model.base.extra["inference_head"] = model.head
             return model.base.extra[key]

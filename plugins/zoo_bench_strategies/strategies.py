@@ -74,7 +74,7 @@ def finetune(ctx: TrialContext, head: Any, last_blocks: int | None, optimizer: O
 
     BatchNorm of the pretrained base stays in inference mode (the Keras transfer-learning guide).
     """
-    model = ctx.backend.attach(ctx.new_base(pretrained=True), head)
+    model = ctx.attach(ctx.new_base(pretrained=True), head)
     ctx.backend.set_trainable(model, last_blocks, bn_inference=True)
     trainable, total_params = ctx.backend.count_params(model)
     offset = len(head_stats)
@@ -107,7 +107,8 @@ class Svm(Strategy):
     """Linear SVM (scikit-learn) on standardised, globally pooled features of the frozen base."""
 
     name = "svm"
-    params = {"C": Param(1.0, low=0.0, low_open=True, high=1e6, help="inverse regularisation strength")}
+    params = {"C": Param(1.0, low=0.0, low_open=True, high=1e6, help="inverse regularisation strength"),
+              "pooling": HEAD_PARAMS["pooling"]}
     search_space = {"C": SVM_C}
     description = "linear SVM on pooled bottleneck features of the frozen base"
 
@@ -191,8 +192,8 @@ def frozen_base_on_pixels(ctx: TrialContext, p: dict[str, Any], monitor: Monitor
     What the articles call feature extraction with augmentation; BatchNorm stays in inference mode.
     """
     base = ctx.new_base(pretrained=True)
-    head = ctx.new_head(ctx.backend.feature_dim(base), p["hidden"], p["dropout"])
-    model = ctx.backend.attach(base, head)
+    head = ctx.new_head(ctx.feature_dim(base), p["hidden"], p["dropout"])
+    model = ctx.attach(base, head)
     ctx.backend.set_trainable(model, 0, bn_inference=True)
     trainable, total_params = ctx.backend.count_params(model)
     stats = train_images(ctx, model, p["epochs"], head_optimizer(p), Augment.from_params(p), 0, p["epochs"],
@@ -261,8 +262,8 @@ class _WholeNetwork(Strategy):
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
         monitor = monitor_for(p)
         base = ctx.new_base(pretrained=self.pretrained)
-        head = ctx.new_head(ctx.backend.feature_dim(base), p["hidden"], p["dropout"])
-        model = ctx.backend.attach(base, head)
+        head = ctx.new_head(ctx.feature_dim(base), p["hidden"], p["dropout"])
+        model = ctx.attach(base, head)
         ctx.backend.set_trainable(model, None, bn_inference=p["bn_inference"])
         trainable, total_params = ctx.backend.count_params(model)
         stats = train_images(ctx, model, p["epochs"], head_optimizer(p), Augment.from_params(p), 0, p["epochs"],

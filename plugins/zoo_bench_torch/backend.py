@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from zoo_bench.backend import check_finite_loss, cpu_name
-from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, Device, EpochStats, HeadSpec, OptimizerSpec
+from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, ZooBenchError, Device, EpochStats, HeadSpec, OptimizerSpec
 from zoo_bench.augment import TERMS
 from zoo_bench.backend import HeadFit, HeadFitResult
 
@@ -27,6 +27,7 @@ class TorchBackend(Backend):
     name = "torch"
     install_hint = INSTALL
     augmentations = TERMS
+    poolings = ("avg", "max", "flatten")
 
     def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
                  cache_dir: str | None = None):
@@ -114,6 +115,7 @@ class TorchBackend(Backend):
             blocks, names, dim = built
             built = Base(blocks, names, dim, spec.mean, spec.std)
         base = built.to(self._device)  # else a ready base module (timm), pooled features out
+        base.image_size = image_size
         if not pretrained:  # ports of TF weights carry momentum 0.01; random init learns its stats at 0.1
             for module in base.modules():
                 if isinstance(module, self.torch.nn.modules.batchnorm._BatchNorm):
@@ -125,18 +127,35 @@ class TorchBackend(Backend):
     def block_count(self, base: Any) -> int:
         return len(base.groups())
 
-    def feature_dim(self, base: Any) -> int:
-        return int(base.feature_dim)
+    def feature_dim(self, base: Any, pooling: str = "avg") -> int:
+        if pooling == "avg":
+            return int(base.feature_dim)
+        self._check_pooling(base, pooling)
+        key = f"_dim_{pooling}"
+        if not hasattr(base, key):  # flatten's width depends on the map's size: one blank image tells it
+            torch = self.torch
+            size = base.image_size
+            with torch.inference_mode():
+                blank = torch.zeros((1, 3, size, size), device=self._device)
+                setattr(base, key, int(base.pooled(blank, pooling).shape[1]))
+        return getattr(base, key)
+
+    def _check_pooling(self, base: Any, pooling: str) -> None:
+        if pooling != "avg" and not hasattr(base, "pooled"):
+            raise ZooBenchError(f"pooling {pooling!r} needs a backbone whose features are a feature map; this one "
+                                f"pools the way the model defines (a vision transformer's class token, timm's head): "
+                                f"use pooling = \"avg\", which means that pooling here")
 
     def new_head(self, in_features: int, num_classes: int, head: HeadSpec) -> Any:
         from .models import make_head
 
         return make_head(in_features, num_classes, head.hidden, head.dropout).to(self._device)
 
-    def attach(self, base: Any, head: Any) -> Any:
+    def attach(self, base: Any, head: Any, pooling: str = "avg") -> Any:
         from .models import Classifier
 
-        return Classifier(base, head).to(self._device)
+        self._check_pooling(base, pooling)
+        return Classifier(base, head, pooling).to(self._device)
 
     def set_trainable(self, model: Any, last_blocks: int | None, bn_inference: bool) -> None:
         from .models import set_trainable
@@ -174,15 +193,17 @@ class TorchBackend(Backend):
             self.torch.mps.synchronize()
 
     # -- verbs ----------------------------------------------------------------------------------
-    def features(self, base: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
+    def features(self, base: Any, images: np.ndarray, batch_size: int, pooling: str = "avg") -> np.ndarray:
         torch = self.torch
+        self._check_pooling(base, pooling)
         base.eval()
+        forward = base if pooling == "avg" else (lambda x: base.pooled(x, pooling))
         out = []
         with torch.inference_mode(), self._autocast():
             for start in range(0, len(images), batch_size):
-                out.append(base(self._to_tensor(images[start:start + batch_size])).float().cpu().numpy())
+                out.append(forward(self._to_tensor(images[start:start + batch_size])).float().cpu().numpy())
         if not out:
-            return np.zeros((0, base.feature_dim), np.float32)
+            return np.zeros((0, self.feature_dim(base, pooling)), np.float32)
         return np.concatenate(out).astype(np.float32)
 
     def _optimizer(self, spec: OptimizerSpec, params: list):

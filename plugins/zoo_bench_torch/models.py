@@ -56,9 +56,29 @@ class Base(Normalise):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.feature_map(x).float().mean(dim=(2, 3))  # pooled in fp32, under bf16 autocast too
 
+    def pooled(self, x: torch.Tensor, pooling: str = "avg") -> torch.Tensor:
+        """Features under a head pooling: ``avg`` (global average), ``max`` (global max), ``flatten``
+        (the whole map, channel-major as torch lays it out)."""
+        return pool(self.feature_map(x), pooling)
+
     def groups(self) -> list[Block]:
         """The ordered blocks ``last_n`` counts from the end."""
         return [Block(n, list(b.parameters()), list(b.modules())) for n, b in zip(self.block_names, self.blocks)]
+
+
+POOLINGS = ("avg", "max", "flatten")
+
+
+def pool(fmap: torch.Tensor, pooling: str) -> torch.Tensor:
+    """A feature map (N, C, H, W) to features, in fp32 (under bf16 autocast too)."""
+    fmap = fmap.float()
+    if pooling == "avg":
+        return fmap.mean(dim=(2, 3))
+    if pooling == "max":
+        return fmap.amax(dim=(2, 3))
+    if pooling == "flatten":
+        return fmap.flatten(1)
+    raise ValueError(f"unknown pooling {pooling!r} (allowed: {', '.join(POOLINGS)})")
 
 
 def make_head(in_features: int, num_classes: int, hidden: tuple[int, ...], dropout: float) -> nn.Sequential:
@@ -75,16 +95,20 @@ def make_head(in_features: int, num_classes: int, hidden: tuple[int, ...], dropo
 
 
 class Classifier(nn.Module):
-    """Base (pooled features), then head. Keeps chosen BatchNorms in inference mode when training."""
+    """Base, pooling, then head. Keeps chosen BatchNorms in inference mode when training.
 
-    def __init__(self, base: Base, head: nn.Module):
+    ``avg`` is the base's own pooled output (for timm models: the pooling the model defines).
+    """
+
+    def __init__(self, base: Base, head: nn.Module, pooling: str = "avg"):
         super().__init__()
         self.base = base
         self.head = head
+        self.pooling = pooling
         self.inference_bn: list[nn.Module] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.base(x))
+        return self.head(self.base(x) if self.pooling == "avg" else self.base.pooled(x, self.pooling))
 
     def train(self, mode: bool = True) -> "Classifier":
         super().train(mode)
