@@ -118,12 +118,10 @@ def test_suite_keys_are_checked_and_quiet_when_off(tmp_path, registry):
                           ("zoom = 1", "strategies.full.zoom: 1 is out of range")]:
         with pytest.raises(SuiteError, match=message):
             parse_suite(write_suite(tmp_path, TINY_SUITE + f"[strategies.full]\n{text}\n"), registry)
-    with pytest.raises(SuiteError, match='strategies.last_layer.rotation: augments pixels: it needs inputs = "pixels"'):
-        parse_suite(write_suite(tmp_path, TINY_SUITE + "[strategies.last_layer]\nrotation = 10\n"), registry)
 
 
 def test_frozen_base_epochs_on_augmented_pixels(tmp_path, registry, tiny_weights):
-    body = TINY_SUITE + ('[strategies.last_layer]\nepochs = 2\ninputs = "pixels"\naugment = "flip"\n'
+    body = TINY_SUITE + ('[strategies.frozen_pixels]\nepochs = 2\naugment = "flip"\n'
                          'rotation = 40\nwidth_shift = 0.2\nheight_shift = 0.2\nshear = 0.2\nzoom = 0.2\n')
     store, reporter = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache")
     [row] = store.rows()

@@ -281,6 +281,14 @@ class Backend(ABC):
         BatchNorm of the base in inference mode even where its block is trainable.
         """
 
+    def unfreeze_units(self, base: Any) -> tuple[list[str], list[str]]:
+        """(block names, layer names with weights) of a base, for ``unfreeze`` (optional verb).
+
+        A backend that implements it accepts ``set_trainable(model, None, True, parts=Parts(...))``:
+        exactly those blocks and layers trainable, with the head, every BatchNorm in inference mode.
+        """
+        raise NotImplementedError
+
     @abstractmethod
     def fit(
         self,

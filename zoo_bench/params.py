@@ -37,6 +37,7 @@ class Param:
     aliases: tuple[tuple[Any, Any], ...] = ()
     help: str = ""
     in_id: bool = True
+    type_name: str | None = None  # where the default cannot tell (an empty list): "list[str]"
 
     def canonical(self, value: Any) -> Any:
         """``value`` with an older spelling replaced by today's."""

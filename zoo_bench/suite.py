@@ -200,12 +200,12 @@ def type_name_of(default: Any) -> str:
     raise TypeError(f"unsupported parameter default {default!r}")
 
 
-def sweep_values(value: Any, default: Any) -> list[Any] | None:
+def sweep_values(value: Any, default: Any, tname: str | None = None) -> list[Any] | None:
     """A parameter's value as a list of sweep points, or None if its type is wrong.
 
     A list sweeps a scalar parameter; a list of lists sweeps a list parameter.
     """
-    tname = type_name_of(default)
+    tname = tname or type_name_of(default)
     if _type_ok(value, tname):
         return [value]
     if isinstance(value, list) and value and all(_type_ok(v, tname) for v in value):
@@ -493,9 +493,9 @@ def _check_params(name: str, params: dict[str, Any], cls: Any, bad: Bad) -> dict
             value = [spec.canonical(v) for v in value]
         else:
             value = spec.canonical(value)
-        points = sweep_values(value, spec.default)
+        points = sweep_values(value, spec.default, spec.type_name)
         if points is None:
-            tname = type_name_of(spec.default)
+            tname = spec.type_name or type_name_of(spec.default)
             extra = f" ({spec.allowed()})" if spec.choices else ""
             bad(where, f"must be {tname}{extra} or a list of them to sweep, got {show(value)}")
         elif not _finite(points):

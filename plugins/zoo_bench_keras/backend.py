@@ -168,16 +168,23 @@ class KerasBackend(Backend):
     def attach(self, base: Any, head: Any, pooling: str = "avg") -> Any:
         return KerasClassifier(base, head, pooling)
 
-    def set_trainable(self, model: Any, last_blocks: int | None, bn_inference: bool) -> None:
+    def set_trainable(self, model: Any, last_blocks: int | None, bn_inference: bool, parts: Any = None) -> None:
         base = model.base
         n = len(base.block_names)
         k = n if last_blocks is None else max(0, min(last_blocks, n))
         base.model.trainable = True
-        base.extra["app"].trainable = True
+        if "app" in base.extra:
+            base.extra["app"].trainable = True
         for layer, block in zip(base.layers, base.block_of):
-            layer.trainable = block >= n - k
+            if parts is None:
+                layer.trainable = block >= n - k
+            else:
+                layer.trainable = block in parts.blocks or layer.name in parts.layers
         model.head.trainable = True
-        base.inference_bn = bn_inference
+        base.inference_bn = bn_inference or parts is not None
+
+    def unfreeze_units(self, base: Any) -> tuple[list[str], list[str]]:
+        return list(base.block_names), [layer.name for layer in base.layers if layer.weights]
 
     def _training_model(self, model: Any, aug: Any) -> Any:
         if not isinstance(model, KerasClassifier):

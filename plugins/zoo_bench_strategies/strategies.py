@@ -1,4 +1,4 @@
-"""svm, last_layer, last_n, fpt, full and scratch.
+"""svm, last_layer, frozen_pixels, last_n, fpt, full and scratch.
 
 Defaults follow the reference articles where they give a value (head: one hidden layer and
 dropout 0.5, Adam at 1e-3 for heads, a small rate for fine-tuning, SGD with momentum for ``fpt``,
@@ -15,7 +15,8 @@ from zoo_bench import DivergedError, EpochStats, OptimizerSpec, Outcome, Strateg
 from zoo_bench.backend import HeadFit, HeadSpec, Monitor
 from zoo_bench.augment import Augment
 from zoo_bench.errors import ZooBenchError
-from zoo_bench.params import (AUGMENTATIONS, AUGMENT_PARAMS, EARLY_STOPPING, HEAD_PARAMS, Param, augment, epochs, lr, momentum,
+from zoo_bench.unfreeze import Parts, resolve
+from zoo_bench.params import (AUGMENT_PARAMS, EARLY_STOPPING, HEAD_PARAMS, Param, augment, epochs, lr, momentum,
                               optimizer, weight_decay)
 
 
@@ -69,13 +70,16 @@ def train_images(ctx: TrialContext, model: Any, epochs: int, optimizer: Optimize
 
 
 def finetune(ctx: TrialContext, head: Any, last_blocks: int | None, optimizer: OptimizerSpec, epochs: int,
-             augment: Augment, head_stats: list[EpochStats], monitor: Monitor) -> Outcome:
+             augment: Augment, head_stats: list[EpochStats], monitor: Monitor, unfreeze: list[str] = ()) -> Outcome:
     """Put a feature-trained head on a fresh pretrained base and train its last blocks on pixels.
 
     BatchNorm of the pretrained base stays in inference mode (the Keras transfer-learning guide).
     """
     model = ctx.attach(ctx.new_base(pretrained=True), head)
-    ctx.backend.set_trainable(model, last_blocks, bn_inference=True)
+    if unfreeze:
+        ctx.backend.set_trainable(model, None, True, parts=unfreeze_parts(ctx, model.base, unfreeze))
+    else:
+        ctx.backend.set_trainable(model, last_blocks, bn_inference=True)
     trainable, total_params = ctx.backend.count_params(model)
     offset = len(head_stats)
     try:
@@ -84,6 +88,15 @@ def finetune(ctx: TrialContext, head: Any, last_blocks: int | None, optimizer: O
     except DivergedError as exc:  # number the epoch across both phases, as the progress bar does
         raise DivergedError(exc.epoch + offset, exc.loss) from None
     return predicted(ctx, model, stats, trainable, total_params, monitor)
+
+
+def unfreeze_parts(ctx: TrialContext, base: Any, entries: list[str]) -> Parts:
+    """``unfreeze`` resolved against this backbone's blocks and layers in this backend."""
+    try:
+        blocks, layers = ctx.backend.unfreeze_units(base)
+    except NotImplementedError:
+        raise ZooBenchError(f"backend {ctx.backend.name!r} cannot unfreeze named blocks or layers; use n") from None
+    return resolve(list(entries), blocks, layers, ctx.spec.name)
 
 
 def frozen_base_params(ctx: TrialContext) -> int:
@@ -142,31 +155,13 @@ class LastLayer(Strategy):
 
     name = "last_layer"
     params = {"epochs": epochs(20), "lr": lr(1e-3), "optimizer": optimizer("adam"), "weight_decay": weight_decay(),
-              "momentum": momentum(), **HEAD_PARAMS, **EARLY_STOPPING,
-              "inputs": Param("features", choices=("features", "pixels"), in_id=False,
-                              help="train the head on cached features, or on pixels through the frozen base "
-                                   "every epoch (what augmentation needs; its epoch time is a frozen-base pass)"),
-              "augment": Param("none", choices=AUGMENTATIONS, aliases=((True, "flip"), (False, "none")), in_id=False,
-                               help="augmentation of pixel epochs (inputs = \"pixels\"): 'none' or 'flip'"),
-              **AUGMENT_PARAMS}
+              "momentum": momentum(), **HEAD_PARAMS, **EARLY_STOPPING}
     search_space = {"lr": HEAD_LRS, "weight_decay": HEAD_WDS}
     sweep_params = ("lr", "optimizer", "weight_decay", "momentum", "hidden", "dropout", "restore_best", "patience")
     description = "frozen base, new classification head"
 
-    @classmethod
-    def check(cls, p: dict[str, Any]) -> list[tuple[str, str]]:
-        if p["inputs"] == "features":
-            return [(k, 'augments pixels: it needs inputs = "pixels" (cached features are computed once, '
-                        'from unaugmented images)') for k in augmentation_keys(p)]
-        return []
-
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
         monitor = monitor_for(p)
-        problems = self.check(p)
-        if problems:
-            raise ZooBenchError(f"strategies.last_layer.{problems[0][0]} {problems[0][1]}")
-        if p["inputs"] == "pixels":
-            return frozen_base_on_pixels(ctx, p, monitor)
         try:
             result = ctx.train_heads(p, head_fit, p["epochs"])
         except NotImplementedError:  # a backend without fit_heads: this head alone
@@ -180,31 +175,36 @@ class LastLayer(Strategy):
         return predicted(ctx, head, stats, trainable, frozen_base_params(ctx) + head_total, monitor, features=True)
 
 
-def augmentation_keys(p: dict[str, Any]) -> list[str]:
-    """The augmentation keys a configuration turns on (``augment`` for the flip)."""
-    aug = Augment.from_params(p)
-    return [("augment" if t == "flip" else t) for t in aug.terms()]
-
-
-def frozen_base_on_pixels(ctx: TrialContext, p: dict[str, Any], monitor: Monitor) -> Outcome:
-    """A new head on the frozen pretrained base, trained on (augmented) pixels: every epoch runs the base.
-
-    What the articles call feature extraction with augmentation; BatchNorm stays in inference mode.
-    """
-    base = ctx.new_base(pretrained=True)
-    head = ctx.new_head(ctx.feature_dim(base), p["hidden"], p["dropout"])
-    model = ctx.attach(base, head)
-    ctx.backend.set_trainable(model, 0, bn_inference=True)
-    trainable, total_params = ctx.backend.count_params(model)
-    stats = train_images(ctx, model, p["epochs"], head_optimizer(p), Augment.from_params(p), 0, p["epochs"],
-                         monitor, "train")
-    return predicted(ctx, model, stats, trainable, total_params, monitor)
-
-
 def head_fit(p: dict[str, Any]) -> HeadFit:
     """A one-phase strategy's head as one head of a sweep."""
     return HeadFit(HeadSpec(tuple(p["hidden"]), p["dropout"]), head_optimizer(p), restore_best=p["restore_best"],
                    patience=p["patience"])
+
+
+class FrozenPixels(Strategy):
+    """Frozen base, a new head trained on (augmented) pixels: every epoch runs the base.
+
+    ``last_layer`` with augmentation, as the reference articles compare it with cached features; its
+    epoch time is a frozen-base pass over the images, the timing reference of an epoch without caching.
+    BatchNorm of the base stays in inference mode.
+    """
+
+    name = "frozen_pixels"
+    params = {"epochs": epochs(20), "lr": lr(1e-3), "optimizer": optimizer("adam"), "weight_decay": weight_decay(),
+              "momentum": momentum(), "augment": augment(), **AUGMENT_PARAMS, **HEAD_PARAMS, **EARLY_STOPPING}
+    search_space = {"lr": HEAD_LRS}
+    description = "frozen base, new head trained on augmented pixels each epoch"
+
+    def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
+        monitor = monitor_for(p)
+        base = ctx.new_base(pretrained=True)
+        head = ctx.new_head(ctx.feature_dim(base), p["hidden"], p["dropout"])
+        model = ctx.attach(base, head)
+        ctx.backend.set_trainable(model, 0, bn_inference=True)
+        trainable, total_params = ctx.backend.count_params(model)
+        stats = train_images(ctx, model, p["epochs"], head_optimizer(p), Augment.from_params(p), 0, p["epochs"],
+                             monitor, "train")
+        return predicted(ctx, model, stats, trainable, total_params, monitor)
 
 
 def two_phase_params(head_epochs: int, finetune_epochs: int, finetune_lr: float, finetune_optimizer: str
@@ -225,7 +225,7 @@ def run_two_phase(ctx: TrialContext, p: dict[str, Any], last_blocks: int | None)
     total = p["head_epochs"] + p["finetune_epochs"]
     head, stats = train_head(ctx, p, p["head_epochs"], head_optimizer(p, "head_"), total, monitor, "head")
     return finetune(ctx, head, last_blocks, head_optimizer(p, "finetune_"), p["finetune_epochs"], Augment.from_params(p),
-                    stats, monitor)
+                    stats, monitor, p.get("unfreeze") or ())
 
 
 class LastN(Strategy):
@@ -233,6 +233,9 @@ class LastN(Strategy):
 
     name = "last_n"
     params = {"n": Param(1, low=1, high=10000, help="blocks trained, counted from the top"),
+              "unfreeze": Param([], in_id=False, type_name="list[str]",
+                                help="instead of n: the block names, block ranges (\"3:5\", \"-2:\") or layer names "
+                                     "to train (zoo_bench.unfreeze)"),
               **two_phase_params(5, 3, 1e-4, "adam")}
     params["head_epochs"] = Param(5, low=0, high=100000, help="head epochs on features before fine-tuning")
     search_space = {"finetune_lr": [1e-5, 1e-4, 1e-3]}
@@ -299,4 +302,4 @@ class Scratch(_WholeNetwork):
     description = "random initialisation, every layer trainable (the baseline)"
 
 
-ALL_STRATEGIES = (Svm, LastLayer, LastN, Fpt, Full, Scratch)
+ALL_STRATEGIES = (Svm, LastLayer, FrozenPixels, LastN, Fpt, Full, Scratch)

@@ -157,10 +157,18 @@ class TorchBackend(Backend):
         self._check_pooling(base, pooling)
         return Classifier(base, head, pooling).to(self._device)
 
-    def set_trainable(self, model: Any, last_blocks: int | None, bn_inference: bool) -> None:
-        from .models import set_trainable
+    def set_trainable(self, model: Any, last_blocks: int | None, bn_inference: bool, parts: Any = None) -> None:
+        from .models import open_parts, set_trainable
 
-        set_trainable(model, last_blocks, bn_inference)
+        if parts is not None:
+            open_parts(model, parts.blocks, parts.layers)
+        else:
+            set_trainable(model, last_blocks, bn_inference)
+
+    def unfreeze_units(self, base: Any) -> tuple[list[str], list[str]]:
+        from .models import layer_names
+
+        return [g.name for g in base.groups()], layer_names(base)
 
     def count_params(self, model: Any) -> tuple[int, int]:
         params = list(model.parameters())

@@ -120,6 +120,24 @@ class Classifier(nn.Module):
 BN_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 
 
+def layer_names(base: nn.Module) -> list[str]:
+    """Modules of the base that hold parameters themselves, in order: what ``unfreeze`` may name."""
+    return [name for name, m in base.named_modules() if name and any(True for _ in m.parameters(recurse=False))]
+
+
+def open_parts(model: Classifier, blocks: tuple[int, ...], layers: tuple[str, ...]) -> None:
+    """Train exactly these blocks and layers of the base (and the head); every base BatchNorm in inference mode."""
+    groups = model.base.groups()
+    model.base.requires_grad_(False)
+    for i in blocks:
+        for p in groups[i].parameters:
+            p.requires_grad_(True)
+    for name in layers:
+        model.base.get_submodule(name).requires_grad_(True)
+    model.head.requires_grad_(True)
+    model.inference_bn = [m for m in model.base.modules() if isinstance(m, BN_TYPES)]
+
+
 def set_trainable(model: Classifier, last_blocks: int | None, bn_inference: bool) -> None:
     """Freeze all but the last ``last_blocks`` blocks (None: none frozen) and pick inference-mode BNs.
 
@@ -186,14 +204,23 @@ def load_state(backbone: str, url: str, weights_dir: str | None) -> dict[str, An
 
 
 def _torchvision_blocks(arch: str, model: nn.Module) -> tuple[list[nn.Module], list[str], int]:
-    if arch.startswith("vgg"):
-        blocks, names, current = [], [], []
+    if arch.startswith("vgg"):  # layers named as keras.applications names them (block5_conv3)
+        from collections import OrderedDict
+
+        blocks, names, current, conv = [], [], [], 0
         for layer in model.features:
-            current.append(layer)
+            b = len(blocks) + 1
+            if isinstance(layer, nn.Conv2d):
+                conv += 1
+                current.append((f"block{b}_conv{conv}", layer))
+            elif isinstance(layer, nn.ReLU):
+                current.append((f"block{b}_relu{conv}", layer))
+            else:
+                current.append((f"block{b}_pool", layer))
             if isinstance(layer, nn.MaxPool2d):
-                blocks.append(nn.Sequential(*current))
-                names.append(f"block{len(blocks)}")
-                current = []
+                blocks.append(nn.Sequential(OrderedDict(current)))
+                names.append(f"block{b}")
+                current, conv = [], 0
         return blocks, names, 512
     if arch == "resnet50":
         stem = nn.Sequential(model.conv1, model.bn1, model.relu, model.maxpool)
