@@ -110,11 +110,12 @@ batch_size = 8
 
 def run_inprocess(suite_path: Path, registry, tmp_path: Path, cache_dir: Path, run_id: str = "r1",
                   data_root: Path | None = None, weights_dir: str | None = None, isolated: bool = False,
-                  workers: int | None = None, threads: int | None = None):
+                  workers: int | None = None, threads: int | None = None, save_models: bool = False):
     """Run a suite like `zoo-bench run` does, from this process (trials in workers when ``isolated``
     or with ``workers``)."""
     suite = parse_suite(suite_path, registry)
-    options = RunOptions(data_root=data_root or tmp_path, cache_dir=cache_dir, weights_dir=weights_dir, device="cpu")
+    options = RunOptions(data_root=data_root or tmp_path, cache_dir=cache_dir, weights_dir=weights_dir, device="cpu",
+                         save_models=save_models)
     prepared = prepare_run(suite, registry, options, tmp_path / "results" / suite.name / run_id)
     store = prepared.store
     reporter = QuietReporter()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
@@ -15,6 +16,7 @@ import numpy as np
 import math
 
 from .errors import BackendUnavailableError, DivergedError
+from .schedules import Schedule
 
 if TYPE_CHECKING:
     from .augment import Augment
@@ -84,6 +86,12 @@ class OptimizerSpec:
     lr: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
+    schedule: Schedule = Schedule()  # the per-epoch factor of ``lr`` (zoo_bench.schedules)
+    layer_decay: float = 1.0  # the top block of the base trains at lr x d, the next at lr x d^2, ... (1: off)
+
+    def lr_at(self, epoch: int, epochs: int) -> float:
+        """The learning rate of epoch ``epoch`` (0-based) of a phase of ``epochs`` epochs."""
+        return self.lr * self.schedule.factor(epoch, epochs)
 
 
 @dataclass(frozen=True)
@@ -286,6 +294,23 @@ class Backend(ABC):
 
         A backend that implements it accepts ``set_trainable(model, None, True, parts=Parts(...))``:
         exactly those blocks and layers trainable, with the head, every BatchNorm in inference mode.
+        """
+        raise NotImplementedError
+
+    def save_weights(self, model: Any, folder: "Path") -> list[str]:
+        """Write a model's weights (a classifier, or a base alone) into ``folder`` in a weights-only
+        format that loading cannot turn into code; the file names written (optional verb, ``--save-models``)."""
+        raise NotImplementedError
+
+    def load_weights(self, model: Any, folder: "Path") -> None:
+        """Load what :meth:`save_weights` wrote into a model built the same way; a mismatch is refused."""
+        raise NotImplementedError
+
+    def set_dropout(self, model: Any, rate: float) -> int:
+        """Set every dropout layer of ``model`` (a head) to ``rate``; the number changed (optional verb).
+
+        Two-phase strategies raise or lower the head's dropout for fine-tuning (``finetune_dropout``).
+        A model without a dropout layer is refused in one line.
         """
         raise NotImplementedError
 

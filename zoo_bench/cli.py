@@ -64,7 +64,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--ray-address", metavar="ADDR",
                      help="join this Ray cluster (e.g. 10.0.0.1:6379; implies --executor ray); without it "
                           "--executor ray starts a local Ray instance")
+    run.add_argument("--save-models", action="store_true",
+                     help="keep each trial's trained model in the run folder's models/ (weights only: safetensors "
+                          "for torch, .weights.h5 for Keras, plus model.json), for `zoo-bench predict`")
     _common(run)
+
+    pred = sub.add_parser("predict", help="classify image files with a model saved by `run --save-models`")
+    pred.add_argument("run_dir", type=Path, metavar="RUN", help="the run folder")
+    pred.add_argument("trial", metavar="TRIAL", help="a trial id, or a part of one naming exactly one saved model")
+    pred.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+    pred.add_argument("--top", type=int, default=3, help="classes shown per image (default 3)")
+    pred.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default=None)
+    pred.add_argument("--batch-size", type=int, default=32)
 
     val = sub.add_parser("validate", help="check a suite (and its data) without running anything")
     val.add_argument("suite", type=Path)
@@ -169,7 +180,8 @@ def _load(args: argparse.Namespace, registry: Registry) -> tuple[Suite, RunOptio
     data_root, cache = _paths(args)
     options = RunOptions(data_root=data_root, cache_dir=cache,
                          weights_dir=getattr(args, "weights_dir", None) or os.environ.get(ENV_WEIGHTS),
-                         device=getattr(args, "device", None), precision=getattr(args, "precision", None))
+                         device=getattr(args, "device", None), precision=getattr(args, "precision", None),
+                         save_models=getattr(args, "save_models", False))
     return suite, options
 
 
@@ -321,6 +333,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     extra = f", {diverged} diverged" if diverged else ""
     report.message(f"{ok} of {len(df)} trials ok ({failed} failed{extra}); results in {table_path}")
     return 1 if failed else 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+    from scipy.special import softmax
+
+    from . import saved_models
+
+    if args.top < 1 or args.batch_size < 1:
+        raise UsageError("--top and --batch-size must be at least 1")
+    saved = saved_models.find(args.run_dir, args.trial)
+    loaded = saved_models.load(saved, _registry(), device=args.device)
+    images, paths = saved_models.read_images([str(p) for p in args.images], saved.description)
+    scores = loaded.scores(images, args.batch_size)
+    classes = saved.description["classes"]
+    linear = loaded.linear is not None
+    values = scores if linear else softmax(np.asarray(scores, np.float64), axis=1)
+    report.message(f"{saved.description['trial_id']} ({'SVM margins' if linear else 'probabilities'})")
+    for path, row in zip(paths, values):
+        top = np.argsort(-row, kind="stable")[:args.top]
+        text = ", ".join(f"{classes[i]} {row[i]:.3f}" for i in top)
+        report.out.print(f"{path}: {text}", highlight=False, markup=False, soft_wrap=True)
+    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -483,7 +518,8 @@ def cmd_data_get(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "show": cmd_show, "plugins": cmd_plugins, "list": cmd_list,
-            "baseline": cmd_baseline, "compare": cmd_compare, "plot": cmd_plot, "report": cmd_report}
+            "baseline": cmd_baseline, "compare": cmd_compare, "plot": cmd_plot, "report": cmd_report,
+            "predict": cmd_predict}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from .schedules import SCHEDULES
+
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 AUGMENTATIONS = ("none", "flip")  # the terms of the `augment` vocabulary known today
 
@@ -131,6 +133,26 @@ def momentum(default: float = 0.9) -> Param:
 
 def optimizer(default: str) -> Param:
     return Param(default, choices=OPTIMIZERS, help="optimizer")
+
+
+def schedule_params(prefix: str = "") -> dict[str, Param]:
+    """The learning-rate schedule of one phase (``zoo_bench.schedules``); ``prefix`` names the phase."""
+    return {
+        f"{prefix}schedule": Param("constant", choices=SCHEDULES, in_id=False,
+                                   help="learning-rate schedule over the phase: constant, step or cosine"),
+        f"{prefix}warmup_epochs": Param(0, low=0, high=100000, in_id=False,
+                                        help="epochs of linear learning-rate warm-up before the schedule"),
+        f"{prefix}step_epochs": Param(10, low=1, high=100000, in_id=False,
+                                      help="step schedule: epochs between two decays"),
+        f"{prefix}step_gamma": Param(0.1, low=0.0, low_open=True, high=1.0, in_id=False,
+                                     help="step schedule: the factor of each decay"),
+    }
+
+
+def layer_decay(help_prefix: str = "") -> Param:
+    return Param(1.0, low=0.0, low_open=True, high=1.0, in_id=False,
+                 help=help_prefix + "layer-wise learning-rate decay: the head trains at lr, the base's top block at "
+                                    "lr x d, the next at lr x d^2, ... (1: one rate; torch backend)")
 
 
 def augment(default: str = "flip") -> Param:

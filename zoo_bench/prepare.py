@@ -34,6 +34,7 @@ class RunOptions:
     device: str | None = None
     precision: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    save_models: bool = False  # each trial's trained model into the run folder's models/ (zoo_bench.saved_models)
 
 
 def dataset_root(suite: Suite, data_root: Path) -> Path:

@@ -31,6 +31,9 @@ class Outcome:
     val_scores: np.ndarray | None = None
     best_epoch: int | None = None  # 1-based, across phases: the best validation epoch
     scores_are_logits: bool = True  # False (an SVM's margins): no cross-entropy loss is computed from them
+    model: Any = None  # the trained network, for --save-models (a classifier of pixels, or a head on features)
+    model_input: str = "pixels"  # "features": ``model`` is a head on the frozen base's pooled features
+    linear: dict[str, np.ndarray] | None = None  # a linear map on standardised features: mean, scale, coef, intercept
 
 
 class Strategy(ABC):

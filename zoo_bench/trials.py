@@ -220,6 +220,7 @@ class TrialRunner:
         fields.update(score_fields(outcome, test_scores, val.labels, len(self.listing.classes)))
         fields["predictions_file"] = write_predictions(self.run_dir, trial, test, outcome, test_scores,
                                                        len(self.listing.classes))
+        fields["model_dir"] = self._save_model(trial, ctx, outcome, params, resize) if self.options.save_models else None
         return {
             **fields,
             "feature_time_s": ctx.feature_time_s,
@@ -235,6 +236,37 @@ class TrialRunner:
             "mean": list(spec.mean), "std": list(spec.std), "weights": "none" if ctx.random_base else spec.weights, "device": device.kind, "device_name": device.name,
             "precision": device.precision, "backend_settings": device.settings,
         }
+
+
+    def _save_model(self, trial: Trial, ctx: TrialContext, outcome: Outcome, params: dict[str, Any],
+                    resize: Any) -> str | None:
+        """The trial's trained model in ``models/`` (``--save-models``); the path, or None with a note why not."""
+        from . import saved_models
+
+        try:
+            model, kind = outcome.model, "classifier"
+            if outcome.linear is not None:  # the frozen base it was trained on, and the linear map
+                model, kind = ctx.feature_cache.frozen_base(ctx.backend, ctx.spec, ctx.image_size), "linear"
+            elif outcome.model_input == "features":  # a head on cached features: put it on its frozen base
+                model = ctx.attach(ctx.new_base(pretrained=True), outcome.model)
+            if model is None:
+                raise ZooBenchError(f"strategy {trial.strategy!r} hands back no model to save")
+            folder = self.run_dir / saved_models.FOLDER / predictions_name(trial)
+            description = {
+                "trial_id": trial.id, "backend": trial.backend, "backbone": trial.backbone, "strategy": trial.strategy,
+                "params": trial.param_dict, "classes": list(self.listing.classes), "image_size": ctx.image_size,
+                "resize": dataclasses.asdict(resize), "kind": kind,
+                "head": {"hidden": list(params.get("hidden", [])), "dropout": params.get("dropout", 0.0),
+                         "pooling": params.get("pooling", "avg")},
+                "backend_settings": ctx.backend.device().settings,
+            }
+            saved_models.save(folder, ctx.backend, model, description, outcome.linear)
+            return f"{saved_models.FOLDER}/{folder.name}"
+        except NotImplementedError:
+            self.events.note(trial, f"model not saved: backend {trial.backend!r} cannot save weights")
+        except Exception as exc:  # the trial's result stands; the model is missing and said so
+            self.events.note(trial, f"model not saved: {one_line(exc)}")
+        return None
 
 
 MAX_CLASSES_IN_ROW = 20  # a confusion matrix of more classes goes to the trial's side file only

@@ -20,6 +20,7 @@ import numpy as np
 
 from zoo_bench.augment import TERMS
 from zoo_bench.backend import check_finite_loss, cpu_name
+from zoo_bench import ZooBenchError
 from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, Device, EpochStats, HeadSpec, OptimizerSpec
 
 INSTALL = "pip install 'zoo-bench[keras]'"
@@ -228,7 +229,36 @@ class KerasBackend(Backend):
         out = [np.asarray(fmodel(b, training=False), dtype=np.float32) for b in self._batches(images, batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.feature_dim(base, pooling)), np.float32)
 
+    def _weight_parts(self, model: Any) -> list[tuple[str, Any]]:
+        if isinstance(model, KerasClassifier):
+            return [("base.weights.h5", model.base.model), ("head.weights.h5", model.head)]
+        return [("base.weights.h5", model.model)]
+
+    def save_weights(self, model: Any, folder: Any) -> list[str]:
+        for name, part in self._weight_parts(model):  # weights only (HDF5), never a whole saved model
+            part.save_weights(str(folder / name))
+        return [name for name, _ in self._weight_parts(model)]
+
+    def load_weights(self, model: Any, folder: Any) -> None:
+        for name, part in self._weight_parts(model):
+            try:
+                part.load_weights(str(folder / name))
+            except (ValueError, KeyError, OSError) as exc:
+                raise ZooBenchError(f"{folder / name}: does not fit the rebuilt model ({exc})".splitlines()[0]) from None
+
+    def set_dropout(self, model: Any, rate: float) -> int:
+        layers = [layer for layer in model._flatten_layers(include_self=False)
+                  if isinstance(layer, self.keras.layers.Dropout)]
+        if not layers:
+            raise ZooBenchError("finetune_dropout: the head has no dropout layer (give it a hidden layer or dropout > 0)")
+        for layer in layers:
+            layer.rate = float(rate)
+        return len(layers)
+
     def _optimizer(self, spec: OptimizerSpec) -> Any:
+        if spec.layer_decay != 1.0:
+            raise ZooBenchError("layer_decay: the keras backend has one learning rate per phase; "
+                                "layer-wise rates need the torch backend (layer_decay = 1)")
         opt = self.keras.optimizers
         if spec.name == "adam":
             return opt.Adam(learning_rate=spec.lr, weight_decay=spec.weight_decay or None)
@@ -262,7 +292,8 @@ class KerasBackend(Backend):
                 loss = float((logs or {}).get("loss", float("nan")))
                 check_finite_loss(loss, epoch)
                 record = EpochStats(phase="images" if images else "features", seconds=seconds, images=len(y),
-                                    train_loss=loss, val_accuracy=val_acc, val_loss=val_loss, lr=optimizer.lr)
+                                    train_loss=loss, val_accuracy=val_acc, val_loss=val_loss,
+                                    lr=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
                 stats.append(record)
                 if on_epoch is not None:
                     on_epoch(epoch, epochs, record)
@@ -275,7 +306,8 @@ class KerasBackend(Backend):
 
         x_in = x.astype(np.float32)
         train_model.fit(x_in, y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
-                        callbacks=[EpochTimer()])
+                        callbacks=[keras.callbacks.LearningRateScheduler(
+                            lambda epoch, _lr: optimizer.lr_at(epoch, epochs)), EpochTimer()])
         if best["weights"] is not None and monitor.best_epoch != monitor.epochs_done:
             train_model.set_weights(best["weights"])
         return stats

@@ -16,8 +16,9 @@ from zoo_bench.backend import HeadFit, HeadSpec, Monitor
 from zoo_bench.augment import Augment
 from zoo_bench.errors import ZooBenchError
 from zoo_bench.unfreeze import Parts, resolve
-from zoo_bench.params import (AUGMENT_PARAMS, EARLY_STOPPING, HEAD_PARAMS, Param, augment, epochs, lr, momentum,
-                              optimizer, weight_decay)
+from zoo_bench.params import (AUGMENT_PARAMS, EARLY_STOPPING, HEAD_PARAMS, Param, augment, epochs, layer_decay, lr,
+                              momentum, optimizer, schedule_params, weight_decay)
+from zoo_bench.schedules import Schedule
 
 
 # Default search spaces for `[select] search = "default"`: decade-spaced grids around the defaults,
@@ -31,8 +32,11 @@ HEAD_WDS = [0.0, 1e-4]
 
 def head_optimizer(p: dict[str, Any], prefix: str = "") -> OptimizerSpec:
     """The optimizer of a head phase (``prefix="head_"``) or of a one-phase strategy."""
+    schedule = Schedule(p.get(f"{prefix}schedule", "constant"), p.get(f"{prefix}warmup_epochs", 0),
+                        p.get(f"{prefix}step_epochs", 10), p.get(f"{prefix}step_gamma", 0.1))
     return OptimizerSpec(p[f"{prefix}optimizer"], p[f"{prefix}lr"], momentum=p[f"{prefix}momentum"],
-                         weight_decay=p[f"{prefix}weight_decay"])
+                         weight_decay=p[f"{prefix}weight_decay"], schedule=schedule,
+                         layer_decay=p.get(f"{prefix}layer_decay", 1.0))
 
 
 def monitor_for(p: dict[str, Any]) -> Monitor:
@@ -113,7 +117,8 @@ def predicted(ctx: TrialContext, model: Any, stats: list[EpochStats], trainable:
     val_pred, val = ctx.predict(model, inputs("val")) if len(ctx.val.labels) else (None, None)
     test_pred, test = ctx.predict(model, inputs("test"))
     return Outcome(test_pred=test_pred, val_pred=val_pred, epochs=stats, trainable_params=trainable, total_params=total,
-                   test_scores=test, val_scores=val, best_epoch=monitor.best_epoch)
+                   test_scores=test, val_scores=val, best_epoch=monitor.best_epoch, model=model,
+                   model_input="features" if features else "pixels")
 
 
 class Svm(Strategy):
@@ -147,7 +152,9 @@ class Svm(Strategy):
         test = scores("test")  # LinearSVC's prediction is the argmax of these scores
         return Outcome(test_pred=test.argmax(axis=1), val_pred=val.argmax(axis=1) if val is not None else None,
                        trainable_params=n_svm, total_params=base_total + n_svm, train_time_s=fit_s,
-                       test_scores=test, val_scores=val, scores_are_logits=False)
+                       test_scores=test, val_scores=val, scores_are_logits=False, model_input="features",
+                       linear={"mean": clf[0].mean_, "scale": clf[0].scale_, "coef": svc.coef_,
+                               "intercept": svc.intercept_})
 
 
 class LastLayer(Strategy):
@@ -155,9 +162,10 @@ class LastLayer(Strategy):
 
     name = "last_layer"
     params = {"epochs": epochs(20), "lr": lr(1e-3), "optimizer": optimizer("adam"), "weight_decay": weight_decay(),
-              "momentum": momentum(), **HEAD_PARAMS, **EARLY_STOPPING}
+              "momentum": momentum(), **schedule_params(), **HEAD_PARAMS, **EARLY_STOPPING}
     search_space = {"lr": HEAD_LRS, "weight_decay": HEAD_WDS}
-    sweep_params = ("lr", "optimizer", "weight_decay", "momentum", "hidden", "dropout", "restore_best", "patience")
+    sweep_params = ("lr", "optimizer", "weight_decay", "momentum", "hidden", "dropout", "restore_best", "patience",
+                    "schedule", "warmup_epochs", "step_epochs", "step_gamma")
     description = "frozen base, new classification head"
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
@@ -191,7 +199,8 @@ class FrozenPixels(Strategy):
 
     name = "frozen_pixels"
     params = {"epochs": epochs(20), "lr": lr(1e-3), "optimizer": optimizer("adam"), "weight_decay": weight_decay(),
-              "momentum": momentum(), "augment": augment(), **AUGMENT_PARAMS, **HEAD_PARAMS, **EARLY_STOPPING}
+              "momentum": momentum(), **schedule_params(), "augment": augment(), **AUGMENT_PARAMS, **HEAD_PARAMS,
+              **EARLY_STOPPING}
     search_space = {"lr": HEAD_LRS}
     description = "frozen base, new head trained on augmented pixels each epoch"
 
@@ -215,8 +224,20 @@ def two_phase_params(head_epochs: int, finetune_epochs: int, finetune_lr: float,
         "head_weight_decay": weight_decay(), "head_momentum": momentum(),
         "finetune_epochs": epochs(finetune_epochs), "finetune_lr": lr(finetune_lr),
         "finetune_optimizer": optimizer(finetune_optimizer), "finetune_weight_decay": weight_decay(),
-        "finetune_momentum": momentum(), "augment": augment(), **AUGMENT_PARAMS, **HEAD_PARAMS, **EARLY_STOPPING,
+        "finetune_momentum": momentum(), **schedule_params("head_"), **schedule_params("finetune_"),
+        "finetune_layer_decay": layer_decay("fine-tuning: "),
+        "finetune_dropout": Param(-1.0, low=-1.0, high=1.0, high_open=True, in_id=False,
+                                  help="the head's dropout while fine-tuning (-1: keep `dropout`)"),
+        "augment": augment(), **AUGMENT_PARAMS, **HEAD_PARAMS, **EARLY_STOPPING,
     }
+
+
+def check_two_phase(params: dict[str, Any]) -> list[tuple[str, str]]:
+    """``finetune_dropout`` is a rate in [0, 1) or -1 (keep the head phase's)."""
+    value = params.get("finetune_dropout", -1.0)
+    if -1.0 < value < 0.0:
+        return [("finetune_dropout", f"{value!r} is neither -1 (keep dropout) nor a rate in [0, 1)")]
+    return []
 
 
 def run_two_phase(ctx: TrialContext, p: dict[str, Any], last_blocks: int | None) -> Outcome:
@@ -224,6 +245,8 @@ def run_two_phase(ctx: TrialContext, p: dict[str, Any], last_blocks: int | None)
     monitor = monitor_for(p)
     total = p["head_epochs"] + p["finetune_epochs"]
     head, stats = train_head(ctx, p, p["head_epochs"], head_optimizer(p, "head_"), total, monitor, "head")
+    if p["finetune_dropout"] >= 0 and p["finetune_dropout"] != p["dropout"]:
+        ctx.backend.set_dropout(head, p["finetune_dropout"])
     return finetune(ctx, head, last_blocks, head_optimizer(p, "finetune_"), p["finetune_epochs"], Augment.from_params(p),
                     stats, monitor, p.get("unfreeze") or ())
 
@@ -242,6 +265,10 @@ class LastN(Strategy):
     renamed_params = {"epochs": "finetune_epochs", "lr": "finetune_lr", "optimizer": "finetune_optimizer"}
     description = "last n blocks of the base and a new head trainable"
 
+    @classmethod
+    def check(cls, params: dict[str, Any]) -> list[tuple[str, str]]:
+        return check_two_phase(params)
+
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
         return run_two_phase(ctx, p, p["n"])
 
@@ -254,6 +281,10 @@ class Fpt(Strategy):
     search_space = {"finetune_lr": [1e-4, 1e-3, 1e-2]}
     renamed_params = {"momentum": "finetune_momentum"}
     description = "freeze and train the head, then fine-tune all layers with SGD"
+
+    @classmethod
+    def check(cls, params: dict[str, Any]) -> list[tuple[str, str]]:
+        return check_two_phase(params)
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
         return run_two_phase(ctx, p, None)
@@ -278,7 +309,8 @@ class _WholeNetwork(Strategy):
 
 def whole_network_params(epochs_: int, lr_: float) -> dict[str, Param]:
     return {"epochs": epochs(epochs_), "lr": lr(lr_), "optimizer": optimizer("adam"), "weight_decay": weight_decay(),
-            "momentum": momentum(), "augment": augment(), **AUGMENT_PARAMS, **HEAD_PARAMS, **EARLY_STOPPING}
+            "momentum": momentum(), **schedule_params(), "layer_decay": layer_decay(), "augment": augment(),
+            **AUGMENT_PARAMS, **HEAD_PARAMS, **EARLY_STOPPING}
 
 
 class Full(_WholeNetwork):

@@ -214,6 +214,48 @@ class TorchBackend(Backend):
             return np.zeros((0, self.feature_dim(base, pooling)), np.float32)
         return np.concatenate(out).astype(np.float32)
 
+    def param_groups(self, model: Any, spec: OptimizerSpec) -> list[dict]:
+        """The trainable parameters as optimiser groups: one, or one per depth under ``layer_decay``.
+
+        Depth: the head 0, the base's top block 1, the next 2, ...; parameters of the base outside
+        every block count as its first block.
+        """
+        params = [p for p in model.parameters() if p.requires_grad]
+        if spec.layer_decay == 1.0 or not hasattr(model, "base"):
+            return [{"params": params, "lr": spec.lr}]
+        blocks = model.base.groups()
+        depth = {id(p): len(blocks) for p in model.base.parameters()}
+        for index, block in enumerate(blocks):
+            for p in block.parameters:
+                depth[id(p)] = len(blocks) - index
+        by_depth: dict[int, list] = {}
+        for p in params:
+            by_depth.setdefault(depth.get(id(p), 0), []).append(p)
+        return [{"params": ps, "lr": spec.lr * spec.layer_decay ** d} for d, ps in sorted(by_depth.items())]
+
+    def save_weights(self, model: Any, folder: Any) -> list[str]:
+        from safetensors.torch import save_model
+
+        save_model(model, str(folder / "model.safetensors"))
+        return ["model.safetensors"]
+
+    def load_weights(self, model: Any, folder: Any) -> None:
+        from safetensors.torch import load_model
+
+        missing, unexpected = load_model(model, str(folder / "model.safetensors"), strict=False,
+                                         device=str(self._device))
+        if missing or unexpected:
+            raise ZooBenchError(f"{folder / 'model.safetensors'}: does not fit the rebuilt model "
+                                f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+
+    def set_dropout(self, model: Any, rate: float) -> int:
+        layers = [m for m in model.modules() if isinstance(m, self.torch.nn.Dropout)]
+        if not layers:
+            raise ZooBenchError("finetune_dropout: the head has no dropout layer (give it a hidden layer or dropout > 0)")
+        for m in layers:
+            m.p = float(rate)
+        return len(layers)
+
     def _optimizer(self, spec: OptimizerSpec, params: list):
         optim = self.torch.optim
         fused = {"fused": True} if self._device.type == "cuda" else {}
@@ -235,8 +277,8 @@ class TorchBackend(Backend):
         images = x.dtype == np.uint8
         phase = "images" if images else "features"
         aug = augment if isinstance(augment, Augment) else Augment(flip=bool(augment))
-        params = [p for p in model.parameters() if p.requires_grad]
-        opt = self._optimizer(optimizer, params)
+        opt = self._optimizer(optimizer, self.param_groups(model, optimizer))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: optimizer.schedule.factor(e, epochs))
         loss_fn = torch.nn.CrossEntropyLoss()
         if not images:  # features are small: keep them on the device for the whole fit
             x_dev, y_dev = self._to_tensor(x.astype(np.float32)), self._to_tensor(y)
@@ -276,6 +318,7 @@ class TorchBackend(Backend):
             record = EpochStats(phase=phase, seconds=seconds, images=seen, train_loss=mean_loss,
                                 val_accuracy=val_acc, val_loss=val_loss, lr=float(opt.param_groups[0]["lr"]))
             stats.append(record)
+            scheduler.step()
             if on_epoch is not None:
                 on_epoch(epoch, epochs, record)
             if monitor is not None:
@@ -300,7 +343,7 @@ class TorchBackend(Backend):
 
         configs = [HeadConfig(hidden=tuple(int(h) for h in f.head.hidden), dropout=float(f.head.dropout),
                               optimizer=f.optimizer.name, lr=f.optimizer.lr, weight_decay=f.optimizer.weight_decay,
-                              momentum=f.optimizer.momentum, init_seed=seed,
+                              momentum=f.optimizer.momentum, schedule=f.optimizer.schedule, init_seed=seed,
                               patience=f.patience if val is not None else 0, restore_best=f.restore_best)
                    for f in fits]
         x_dev, y_dev = self._to_tensor(x.astype(np.float32)), self._to_tensor(y)

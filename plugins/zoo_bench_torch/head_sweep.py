@@ -43,6 +43,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zoo_bench.schedules import Schedule
+
 from .models import make_head
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -60,6 +62,7 @@ class HeadConfig:
     lr: float
     weight_decay: float = 0.0
     momentum: float = 0.9
+    schedule: Schedule = Schedule()  # the learning rate of each epoch: lr x schedule.factor(epoch, epochs)
     init_seed: int = 0
     patience: int = 0
     restore_best: bool = False
@@ -294,6 +297,9 @@ def fit_heads(x: torch.Tensor, y: torch.Tensor, configs: list[HeadConfig], *, nu
         if not live:
             break
         order = torch.from_numpy(order_rng.permutation(n)).to(device)
+        for g in live:
+            for head in g.active:
+                head.group["lr"] = head.config.lr * head.config.schedule.factor(epoch, epochs)
         for g in live:
             g.loss_total = torch.zeros(len(g.active), device=device)
         steppers = [opt for opt in optimizers.values() if opt.param_groups]
