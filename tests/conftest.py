@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny torch backbone plugin, suite writing, in-process runs."""
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
 from pathlib import Path
@@ -128,3 +129,36 @@ def run_inprocess(suite_path: Path, registry, tmp_path: Path, cache_dir: Path, r
     Runner(prepared, reporter, executor).run()
     store.unlock()
     return store, reporter
+
+
+@pytest.fixture(scope="session")
+def real_photos(tmp_path_factory):
+    """A small folder data set of real cats_dogs photos: 10 train and 4 test photos per class."""
+    if not (SHARED_DATA / "cats_dogs").is_dir():
+        pytest.skip("needs ../shared/data/cats_dogs")
+    root = tmp_path_factory.mktemp("real_photos") / "cd"
+    for part, count in (("train", 10), ("test", 4)):
+        for cls in ("cat", "dog"):
+            (root / part / cls).mkdir(parents=True)
+            for path in sorted((SHARED_DATA / "cats_dogs" / part / cls).iterdir())[:count]:
+                shutil.copy(path, root / part / cls / path.name)
+    return root
+
+
+def photo_suite(photos, backend: str, backbone: str, image_size: int, strategies: str) -> str:
+    return f"""
+[suite]
+name = "photos"
+seeds = [0]
+[dataset]
+source = "folder"
+path = "{photos}"
+val_fraction = 0.2
+sizes = [10]
+[run]
+backends = ["{backend}"]
+backbones = ["{backbone}"]
+image_size = {image_size}
+batch_size = 8
+{strategies}
+"""

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -10,42 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, SHARED_DATA, run_inprocess, write_suite
+from conftest import REPO, SHARED_DATA, photo_suite, run_inprocess, write_suite
 from zoo_bench import UsageError
 from zoo_bench import saved_models
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "cats_dogs").is_dir(), reason="needs ../shared/data/cats_dogs")
-
-
-@pytest.fixture(scope="module")
-def photos(tmp_path_factory):
-    """A small folder data set of real cats_dogs photos: 10 train and 4 test photos per class."""
-    root = tmp_path_factory.mktemp("photos") / "cd"
-    for part, count in (("train", 10), ("test", 4)):
-        for cls in ("cat", "dog"):
-            (root / part / cls).mkdir(parents=True)
-            for path in sorted((SHARED_DATA / "cats_dogs" / part / cls).iterdir())[:count]:
-                shutil.copy(path, root / part / cls / path.name)
-    return root
-
-
-def suite_body(photos, backend: str, backbone: str, image_size: int, strategies: str) -> str:
-    return f"""
-[suite]
-name = "saved"
-seeds = [0]
-[dataset]
-source = "folder"
-path = "{photos}"
-val_fraction = 0.2
-sizes = [10]
-[run]
-backends = ["{backend}"]
-backbones = ["{backbone}"]
-image_size = {image_size}
-batch_size = 8
-{strategies}
-"""
 
 
 STRATEGIES = """
@@ -76,8 +44,8 @@ def check_reproduces(store, registry):
     return rows
 
 
-def test_torch_models_reproduce_their_predictions(tmp_path, registry, tiny_weights, photos):
-    body = suite_body(photos, "torch", "mini_cnn", 32, STRATEGIES + "[strategies.scratch]\nepochs = 1\n")
+def test_torch_models_reproduce_their_predictions(tmp_path, registry, tiny_weights, real_photos):
+    body = photo_suite(real_photos, "torch", "mini_cnn", 32, STRATEGIES + "[strategies.scratch]\nepochs = 1\n")
     store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache", save_models=True)
     rows = check_reproduces(store, registry)
     kinds = {r["strategy"]: json.loads((store.run_dir / r["model_dir"] / "model.json").read_text())["kind"]
@@ -87,9 +55,9 @@ def test_torch_models_reproduce_their_predictions(tmp_path, registry, tiny_weigh
         ["linear.npz", "model.json", "model.safetensors"], ["model.json", "model.safetensors"])
 
 
-def test_keras_models_reproduce_their_predictions(tmp_path, registry, photos):
+def test_keras_models_reproduce_their_predictions(tmp_path, registry, real_photos):
     pytest.importorskip("keras")
-    body = suite_body(photos, "keras", "efficientnet_lite0", 64, STRATEGIES)
+    body = photo_suite(real_photos, "keras", "efficientnet_lite0", 64, STRATEGIES)
     store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache", save_models=True)
     rows = check_reproduces(store, registry)
     head = next(r for r in rows if r["strategy"] == "fpt")
@@ -97,8 +65,8 @@ def test_keras_models_reproduce_their_predictions(tmp_path, registry, photos):
         "base.weights.h5", "head.weights.h5", "model.json"]
 
 
-def test_without_the_flag_nothing_is_saved(tmp_path, registry, tiny_weights, photos):
-    body = suite_body(photos, "torch", "mini_cnn", 32, "[strategies.svm]\n")
+def test_without_the_flag_nothing_is_saved(tmp_path, registry, tiny_weights, real_photos):
+    body = photo_suite(real_photos, "torch", "mini_cnn", 32, "[strategies.svm]\n")
     store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache")
     [row] = store.rows()
     assert row["model_dir"] is None and not (store.run_dir / "models").exists()
@@ -111,18 +79,18 @@ def zb(*args):
                           cwd=REPO, timeout=600)
 
 
-def test_predict_prints_the_top_classes_of_image_files(tmp_path, photos):
-    suite = write_suite(tmp_path, suite_body(photos, "torch", "efficientnet_lite0", 64,
+def test_predict_prints_the_top_classes_of_image_files(tmp_path, real_photos):
+    suite = write_suite(tmp_path, photo_suite(real_photos, "torch", "efficientnet_lite0", 64,
                                              "[strategies.last_layer]\nepochs = 3\n[strategies.svm]\n"))
     proc = zb("run", suite, "--run-id", "r", "--results-dir", tmp_path / "res", "--cache-dir", tmp_path / "c",
               "--no-progress", "--save-models")
     assert proc.returncode == 0, proc.stderr
-    run_dir = tmp_path / "res" / "saved" / "r"
-    images = sorted((photos / "test" / "dog").iterdir())[:2]
+    run_dir = tmp_path / "res" / "photos" / "r"
+    images = sorted((real_photos / "test" / "dog").iterdir())[:2]
     out = zb("predict", run_dir, "last_layer", *images, "--top", "2")
     assert out.returncode == 0, out.stderr
     lines = [ln for ln in out.stdout.splitlines() if ln.strip()]
-    assert len(lines) == 2 and all(ln.startswith(str(photos)) for ln in lines)
+    assert len(lines) == 2 and all(ln.startswith(str(real_photos)) for ln in lines)
     for line in lines:
         probs = [float(part.split()[-1]) for part in line.split(": ", 1)[1].split(", ")]
         assert len(probs) == 2 and abs(sum(probs) - 1) < 1e-3 and probs[0] >= probs[1]

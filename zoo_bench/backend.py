@@ -306,6 +306,11 @@ class Backend(ABC):
         """Load what :meth:`save_weights` wrote into a model built the same way; a mismatch is refused."""
         raise NotImplementedError
 
+    def activation_maps(self, model: Any, images: np.ndarray, classes: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        """Grad-CAM maps ``(N, H, W)`` in [0, 1] of a classifier for uint8 NHWC images, and the explained
+        classes (None: each image's predicted class) (optional verb, ``--activation-maps``)."""
+        raise NotImplementedError
+
     def set_dropout(self, model: Any, rate: float) -> int:
         """Set every dropout layer of ``model`` (a head) to ``rate``; the number changed (optional verb).
 

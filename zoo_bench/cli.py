@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--save-models", action="store_true",
                      help="keep each trial's trained model in the run folder's models/ (weights only: safetensors "
                           "for torch, .weights.h5 for Keras, plus model.json), for `zoo-bench predict`")
+    run.add_argument("--activation-maps", type=int, default=0, metavar="N",
+                     help="Grad-CAM of N test images per trial (the first of each class in turn), one PNG per trial "
+                          "in the run folder's activation_maps/ and in the report")
     _common(run)
 
     pred = sub.add_parser("predict", help="classify image files with a model saved by `run --save-models`")
@@ -181,7 +184,8 @@ def _load(args: argparse.Namespace, registry: Registry) -> tuple[Suite, RunOptio
     options = RunOptions(data_root=data_root, cache_dir=cache,
                          weights_dir=getattr(args, "weights_dir", None) or os.environ.get(ENV_WEIGHTS),
                          device=getattr(args, "device", None), precision=getattr(args, "precision", None),
-                         save_models=getattr(args, "save_models", False))
+                         save_models=getattr(args, "save_models", False),
+                         activation_maps=getattr(args, "activation_maps", 0) or 0)
     return suite, options
 
 
@@ -412,7 +416,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .document import write_report
 
     df, meta = _run_frame(args.run_dir)
-    path = write_report(df, meta, args.out or args.run_dir / f"report.{args.format}", args.format)
+    path = write_report(df, meta, args.out or args.run_dir / f"report.{args.format}", args.format, run_dir=args.run_dir)
     report.message(f"wrote {path}")
     return 0
 

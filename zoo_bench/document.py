@@ -85,7 +85,25 @@ CONFUSION_INTRO = ("Test images per true class (rows) and predicted class (colum
                    "that share.")
 
 
-def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str) -> Path:
+ACTIVATION_INTRO = ("Grad-CAM (Selvaraju et al. 2017) of the predicted class for the first test images of each "
+                    "class: each column shows an image (titled true -> predicted class) and, below it, where the "
+                    "network found the evidence (red: most).")
+
+
+def activation_figures(df: pd.DataFrame, run_dir: Path | None) -> list[tuple[str, str, str]]:
+    """(heading, caption, data URI) of each trial's activation-map PNG (``run --activation-maps``)."""
+    if run_dir is None or "activation_maps_file" not in df.columns:
+        return []
+    out = []
+    for _, row in df.iterrows():
+        name = row.get("activation_maps_file")
+        if isinstance(name, str) and (Path(run_dir) / name).is_file():
+            out.append((f"{row['backbone']} {row['strategy']}, {row['size_per_class']} per class, seed {row['seed']}",
+                        str(row["trial_id"]), _png_uri(Path(run_dir) / name)))
+    return out
+
+
+def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str, run_dir: Path | None = None) -> Path:
     """Write the report to ``out``; images are embedded, so the file stands alone."""
     from .selection import display_frame
 
@@ -96,6 +114,7 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str) ->
     table = summary_frame(df)
     machine = {k: meta.get(k) for k in ("devices", "cpu_count", "platform", "versions", "git_commit", "started_at")}
     plots, confusions = _figures(df, meta)
+    maps = activation_figures(df, run_dir)
     suite_json = json.dumps(meta.get("suite", {}), indent=2, default=str)
     machine_json = json.dumps(machine, indent=2, default=str)
     if fmt == "md":
@@ -108,6 +127,10 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str) ->
             parts += ["## Confusion matrices", "", CONFUSION_INTRO, ""]
             for config, caption, uri in confusions:
                 parts += [f"### {_md_text(config)}", "", _md_text(caption), "", f"![confusion matrix]({uri})", ""]
+        if maps:
+            parts += ["## Activation maps", "", ACTIVATION_INTRO, ""]
+            for heading, caption, uri in maps:
+                parts += [f"### {_md_text(heading)}", "", _md_text(caption), "", f"![activation maps]({uri})", ""]
         parts += ["## Machine and packages", "", "```json", machine_json, "```", "", "## Suite as run", "",
                   "```json", suite_json, "```", ""]
         out.write_text("\n".join(parts))
@@ -120,6 +143,9 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str) ->
         if confusions:
             imgs += (f"<h2>Confusion matrices</h2><p>{html.escape(CONFUSION_INTRO)}</p>"
                      + "".join(figure(h, c, u, 3) for h, c, u in confusions))
+        if maps:
+            imgs += (f"<h2>Activation maps</h2><p>{html.escape(ACTIVATION_INTRO)}</p>"
+                     + "".join(figure(h, c, u, 3) for h, c, u in maps))
         out.write_text(
             "<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}"

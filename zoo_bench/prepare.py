@@ -35,6 +35,7 @@ class RunOptions:
     precision: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     save_models: bool = False  # each trial's trained model into the run folder's models/ (zoo_bench.saved_models)
+    activation_maps: int = 0  # Grad-CAM figures of this many test images per trial, in activation_maps/
 
 
 def dataset_root(suite: Suite, data_root: Path) -> Path:

@@ -220,7 +220,11 @@ class TrialRunner:
         fields.update(score_fields(outcome, test_scores, val.labels, len(self.listing.classes)))
         fields["predictions_file"] = write_predictions(self.run_dir, trial, test, outcome, test_scores,
                                                        len(self.listing.classes))
-        fields["model_dir"] = self._save_model(trial, ctx, outcome, params, resize) if self.options.save_models else None
+        classifier = _Classifier(ctx, outcome)
+        fields["model_dir"] = (self._save_model(trial, ctx, outcome, classifier, params, resize)
+                               if self.options.save_models else None)
+        fields["activation_maps_file"] = (self._activation_maps(trial, ctx, classifier, test)
+                                          if self.options.activation_maps else None)
         return {
             **fields,
             "feature_time_s": ctx.feature_time_s,
@@ -238,17 +242,40 @@ class TrialRunner:
         }
 
 
-    def _save_model(self, trial: Trial, ctx: TrialContext, outcome: Outcome, params: dict[str, Any],
-                    resize: Any) -> str | None:
+    def _activation_maps(self, trial: Trial, ctx: TrialContext, classifier: "_Classifier", test: Any) -> str | None:
+        """Grad-CAM of the first test images of each class, as one PNG in ``activation_maps/``; None with a note
+        where the trial has no network to explain (an SVM) or the backend cannot."""
+        from .activation_maps import save_maps
+
+        try:
+            model = classifier.get()
+            if model is None:
+                raise ZooBenchError("a linear SVM on features has no network to explain")
+            chosen = pick_per_class(test.labels, self.options.activation_maps)
+            images = test.images[chosen]
+            maps, used = ctx.backend.activation_maps(model, images)
+            classes = self.listing.classes
+            labels = [f"{classes[t]} -> {classes[p]}" for t, p in zip(test.labels[chosen], used)]
+            name = predictions_name(trial)
+            save_maps(images, maps, labels, self.run_dir / "activation_maps" / f"{name}.png",
+                      title=f"{trial.backbone} {trial.strategy} n={trial.size} seed={trial.seed}: "
+                            "true -> predicted class, Grad-CAM of the predicted class")
+            return f"activation_maps/{name}.png"
+        except NotImplementedError:
+            self.events.note(trial, f"no activation maps: backend {trial.backend!r} cannot compute them")
+        except Exception as exc:  # the trial's result stands
+            self.events.note(trial, f"no activation maps: {one_line(exc)}")
+        return None
+
+    def _save_model(self, trial: Trial, ctx: TrialContext, outcome: Outcome, classifier: "_Classifier",
+                    params: dict[str, Any], resize: Any) -> str | None:
         """The trial's trained model in ``models/`` (``--save-models``); the path, or None with a note why not."""
         from . import saved_models
 
         try:
-            model, kind = outcome.model, "classifier"
+            model, kind = classifier.get(), "classifier"
             if outcome.linear is not None:  # the frozen base it was trained on, and the linear map
                 model, kind = ctx.feature_cache.frozen_base(ctx.backend, ctx.spec, ctx.image_size), "linear"
-            elif outcome.model_input == "features":  # a head on cached features: put it on its frozen base
-                model = ctx.attach(ctx.new_base(pretrained=True), outcome.model)
             if model is None:
                 raise ZooBenchError(f"strategy {trial.strategy!r} hands back no model to save")
             folder = self.run_dir / saved_models.FOLDER / predictions_name(trial)
@@ -267,6 +294,32 @@ class TrialRunner:
         except Exception as exc:  # the trial's result stands; the model is missing and said so
             self.events.note(trial, f"model not saved: {one_line(exc)}")
         return None
+
+
+class _Classifier:
+    """A trial's trained network as a classifier of pixels, built once on first use: a head trained on
+    cached features is put on a fresh copy of its frozen pretrained base. None for a linear SVM."""
+
+    def __init__(self, ctx: TrialContext, outcome: Outcome):
+        self.ctx, self.outcome, self._model, self._built = ctx, outcome, None, False
+
+    def get(self) -> Any:
+        if not self._built:
+            self._built = True
+            model = self.outcome.model
+            if model is not None and self.outcome.model_input == "features":
+                model = self.ctx.attach(self.ctx.new_base(pretrained=True), model)
+            self._model = model
+        return self._model
+
+
+def pick_per_class(labels: np.ndarray, count: int) -> np.ndarray:
+    """Indices of ``count`` images, the first of each class in turn (test order), so every class is shown."""
+    per_class = [np.flatnonzero(labels == c).tolist() for c in np.unique(labels)]
+    chosen: list[int] = []
+    for rank in range(max((len(p) for p in per_class), default=0)):
+        chosen += [p[rank] for p in per_class if rank < len(p)]
+    return np.asarray(sorted(chosen[:count]), np.int64)
 
 
 MAX_CLASSES_IN_ROW = 20  # a confusion matrix of more classes goes to the trial's side file only

@@ -246,6 +246,13 @@ class KerasBackend(Backend):
             except (ValueError, KeyError, OSError) as exc:
                 raise ZooBenchError(f"{folder / name}: does not fit the rebuilt model ({exc})".splitlines()[0]) from None
 
+    def activation_maps(self, model: Any, images: np.ndarray, classes: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        from .gradcam import grad_cam
+
+        pool = self._pool(model.pooling)
+        return grad_cam(model.base.model, lambda fmap: model.head(pool(fmap), training=False),
+                        images.astype(np.float32), classes)
+
     def set_dropout(self, model: Any, rate: float) -> int:
         layers = [layer for layer in model._flatten_layers(include_self=False)
                   if isinstance(layer, self.keras.layers.Dropout)]

@@ -248,6 +248,18 @@ class TorchBackend(Backend):
             raise ZooBenchError(f"{folder / 'model.safetensors'}: does not fit the rebuilt model "
                                 f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
 
+    def activation_maps(self, model: Any, images: np.ndarray, classes: Any = None) -> tuple[np.ndarray, np.ndarray]:
+        from .gradcam import grad_cam
+        from .models import pool
+
+        base = model.base
+        if not hasattr(base, "feature_map"):
+            raise ZooBenchError(f"activation maps need the backbone's last feature map, which {type(base).__name__} "
+                                "does not expose (timm backbones)")
+        model.eval()
+        return grad_cam(base.feature_map, lambda fmap: model.head(pool(fmap, model.pooling)),
+                        self._to_tensor(images), classes)
+
     def set_dropout(self, model: Any, rate: float) -> int:
         layers = [m for m in model.modules() if isinstance(m, self.torch.nn.Dropout)]
         if not layers:
