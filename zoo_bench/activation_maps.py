@@ -5,15 +5,14 @@ so it needs NumPy, Pillow and matplotlib (imported on call, with the Agg backend
 """
 from __future__ import annotations
 
-import contextlib
 import io
-import os
-import tempfile
 import textwrap
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .results import atomic_write
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
@@ -52,7 +51,7 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarr
 def save_maps(images: np.ndarray, cams: np.ndarray, labels: list[str], path: Path, title: str = "") -> Path:
     """One PNG: a column per image, the image on top and its overlay below, titled by ``labels``.
 
-    Written through a temporary file and ``os.replace``, so a reader never sees a partial PNG.
+    Written with :func:`zoo_bench.results.atomic_write`, so a reader never sees a partial PNG.
     """
     import matplotlib
 
@@ -81,13 +80,5 @@ def save_maps(images: np.ndarray, cams: np.ndarray, labels: list[str], path: Pat
     fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(buffer.getbuffer())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, buffer.getvalue())
     return path
