@@ -48,3 +48,28 @@ def test_last_n_unfreezes_by_name_end_to_end(tmp_path, registry, tiny_weights):
     assert ok["status"] == "ok", ok["error"]
     assert "unfreeze=[\"block2\"]" in ok["trial_id"]
     assert bad["status"] == "error" and "unfreeze: 'block9' names no block" in bad["error"]
+
+
+@pytest.mark.parametrize("backend_name", ["torch", "keras"])
+def test_last_n_on_real_photos_with_every_new_key(tmp_path, registry, real_photos, backend_name):
+    """Named blocks, augmentation, a schedule per phase, raised dropout and max pooling together, per backend."""
+    if backend_name == "keras":
+        pytest.importorskip("keras")
+    from conftest import photo_suite
+
+    body = photo_suite(real_photos, backend_name, "efficientnet_lite0", 96, (
+        '[strategies.last_n]\nunfreeze = ["-2:"]\nhead_epochs = 2\nfinetune_epochs = 2\npooling = "max"\n'
+        'rotation = 20\nzoom = 0.1\nbrightness = 0.2\nhead_schedule = "cosine"\nfinetune_warmup_epochs = 1\n'
+        'finetune_dropout = 0.6\n'))
+    store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache")
+    [row] = store.rows()
+    assert row["status"] == "ok", row["error"]
+    assert row["augmentation"] == "flip, rotation=20, zoom=0.1, brightness=0.2"
+    lrs = [h["lr"] for h in row["history"]]
+    assert lrs == pytest.approx([1e-3, 0.5e-3, 0.5e-4, 1e-4], rel=1e-5)  # cosine over 2, then warm-up 1 of 2
+    # the last two blocks (the last stage and the 1x1 head conv) and the head are trainable, no more
+    backend = registry.backends[backend_name](device="cpu", precision="fp32")
+    base = backend.build_base(registry.backbone(backend_name, "efficientnet_lite0"), pretrained=False, image_size=96)
+    head = backend.count_params(backend.new_head(1280, 2, HeadSpec((256,), 0.6)))[1]
+    assert head < row["trainable_params"] < 0.5 * row["total_params"]
+    assert row["total_params"] == backend.count_params(base)[1] + head
