@@ -43,8 +43,9 @@ def test_one_vgg16_layer_opens_in_both_backends(backend_name, registry):
 def test_last_n_unfreezes_by_name_end_to_end(tmp_path, registry, tiny_weights):
     body = TINY_SUITE + ('[strategies.last_n]\nhead_epochs = 1\nfinetune_epochs = 1\n'
                          'unfreeze = [["block2"], ["block9"]]\n')
-    store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache")
+    store, reporter = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache")
     ok, bad = store.rows()
+    assert len(reporter.epochs) == 2  # the good trial's head and fine-tuning epochs: the bad name is refused first
     assert ok["status"] == "ok", ok["error"]
     assert "unfreeze=[\"block2\"]" in ok["trial_id"]
     assert bad["status"] == "error" and "unfreeze: 'block9' names no block" in bad["error"]

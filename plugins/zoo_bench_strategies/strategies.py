@@ -243,6 +243,8 @@ def check_two_phase(params: dict[str, Any]) -> list[tuple[str, str]]:
 def run_two_phase(ctx: TrialContext, p: dict[str, Any], last_blocks: int | None) -> Outcome:
     """Head on cached features, then fine-tuning on pixels with the head kept."""
     monitor = monitor_for(p)
+    if p.get("unfreeze"):  # names checked against the backbone before any epoch is spent
+        unfreeze_parts(ctx, ctx.feature_cache.frozen_base(ctx.backend, ctx.spec, ctx.image_size), p["unfreeze"])
     total = p["head_epochs"] + p["finetune_epochs"]
     head, stats = train_head(ctx, p, p["head_epochs"], head_optimizer(p, "head_"), total, monitor, "head")
     if p["finetune_dropout"] >= 0 and p["finetune_dropout"] != p["dropout"]:
