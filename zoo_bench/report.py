@@ -17,7 +17,8 @@ from .results import row_labels
 from .stats import estimate, format_estimate
 
 CAPTION = ("test accuracy and time per epoch (median after the first): mean ± half-width of the 95% "
-           "confidence interval over seeds (Student t), n seeds")
+           "confidence interval over seeds (Student t), n seeds; a feature epoch trains a head on cached "
+           "features, a pixel epoch runs the network over the images")
 
 out = Console()
 if not out.is_terminal and "COLUMNS" not in __import__("os").environ:
@@ -97,7 +98,9 @@ def _fmt_cell(group: pd.DataFrame) -> str:
     if ept is not None:
         seconds = _fmt_seconds(ept.mean)
         spread = f" ±{_fmt_seconds(ept.half_width)}" if ept.half_width is not None else ""
-        text += f"\n{seconds}{spread}/epoch"
+        heads = ok["head_epoch_time_s"] if "head_epoch_time_s" in ok.columns else pd.Series(dtype=float)
+        on_features = bool(heads.notna().all() and (heads == ok["epoch_time_s"]).all())  # no pixel epoch
+        text += f"\n{seconds}{spread}/{'feature' if on_features else 'pixel'} epoch"
     elif ok["train_time_s"].notna().any():
         text += f"\nfit {_fmt_seconds(ok['train_time_s'].astype(float).mean())}"
     if diverged:
