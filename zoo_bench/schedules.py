@@ -55,7 +55,3 @@ class Schedule:
         text = {"step": f"step {self.step_epochs} x{self.gamma:g}"}.get(self.name, self.name)
         return text + (f", warm-up {self.warmup_epochs}" if self.warmup_epochs else "")
 
-
-def layer_rates(lr: float, depths: list[int], decay: float) -> list[float]:
-    """The rate of each parameter group given its depth below the head (head 0, top block 1, ...)."""
-    return [lr * decay ** d for d in depths]
