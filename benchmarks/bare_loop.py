@@ -1,0 +1,130 @@
+"""zoo-bench's torch backend against the plain PyTorch loop a user would write, same model and images.
+
+Why: the time per epoch zoo-bench reports is only honest if its harness adds nothing measurable to
+the work. This times, on the same photos, model, batch size, precision and device, alternating the
+two in one process:
+
+- a ``full`` epoch: ``TorchBackend.fit`` (every layer trainable, BatchNorm in inference mode, Adam
+  1e-4, no augmentation) against a bare loop over the same Classifier (uint8 NHWC photos made a
+  strided NCHW view with no copy, zero_grad(set_to_none), no per-step host sync);
+- feature extraction: ``TorchBackend.features`` against a bare ``inference_mode`` loop over the base.
+
+It prints the median seconds of the epochs after the first and of the extraction passes, and the ratio
+harness / bare (target: within 1.10 on CPU, 1.05 on GPU).
+
+    python benchmarks/bare_loop.py --images ../shared/data/cats_dogs/train [--n 160] [--repeats 2]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from zoo_bench import HeadSpec, OptimizerSpec
+from zoo_bench.backend import cpu_name
+from zoo_bench.images import ImageCache
+from zoo_bench.plugins import load_plugins
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bare_epoch(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, opt: torch.optim.Optimizer, batch: int,
+               order: np.ndarray, device: torch.device) -> float:
+    """One epoch as a user writes it; BatchNorm is kept in inference mode by the model's own train()."""
+    loss_fn = torch.nn.CrossEntropyLoss()
+    model.train()
+    sync(device)
+    start = time.perf_counter()
+    for i in range(0, len(order), batch):
+        idx = torch.from_numpy(order[i:i + batch])
+        xb = x[idx].to(device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC in memory, NCHW view
+        loss = loss_fn(model(xb), y[idx].to(device, non_blocking=True))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    sync(device)
+    return time.perf_counter() - start
+
+
+def bare_features(base: torch.nn.Module, x: torch.Tensor, batch: int, device: torch.device) -> float:
+    base.eval()
+    sync(device)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(x), batch):
+            base(x[i:i + batch].to(device, non_blocking=True).permute(0, 3, 1, 2))
+    sync(device)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=Path, required=True, help="folder with one sub-folder per class")
+    parser.add_argument("--n", type=int, default=160)
+    parser.add_argument("--backbone", default="efficientnet_lite0")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--epochs", type=int, default=3, help="per measurement; the first is dropped")
+    parser.add_argument("--repeats", type=int, default=2, help="alternations of harness and bare loop")
+    args = parser.parse_args()
+
+    registry = load_plugins()
+    backend = registry.backends["torch"](device=args.device, precision="fp32")
+    device = backend._device
+    spec = registry.backbone("torch", args.backbone)
+    classes = sorted(d for d in args.images.iterdir() if d.is_dir())
+    per_class = args.n // len(classes)
+    items = [(str(p), i) for i, c in enumerate(classes) for p in sorted(c.iterdir())[:per_class]]
+    batch = ImageCache(None).load(items, spec.image_size)
+    x_np, y_np = batch.images, batch.labels
+    x_t, y_t = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    if device.type == "cuda":
+        x_t, y_t = x_t.pin_memory(), y_t.pin_memory()
+
+    def new_model():
+        backend.seed(0)
+        base = backend.build_base(spec, pretrained=True, image_size=spec.image_size)
+        model = backend.attach(base, backend.new_head(backend.feature_dim(base), len(classes), HeadSpec((256,), 0.0)))
+        backend.set_trainable(model, None, bn_inference=True)
+        return model
+
+    spec_opt = OptimizerSpec("adam", 1e-4)
+    results: dict[str, list[float]] = {"full harness": [], "full bare": [], "features harness": [],
+                                       "features bare": []}
+    rng = np.random.default_rng(0)
+    for _ in range(args.repeats):
+        model = new_model()
+        stats = backend.fit(model, x_np, y_np, epochs=args.epochs, optimizer=spec_opt, batch_size=args.batch_size)
+        results["full harness"] += [s.seconds for s in stats[1:]]
+        model = new_model()
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        times = [bare_epoch(model, x_t, y_t, opt, args.batch_size, rng.permutation(len(y_np)), device)
+                 for _ in range(args.epochs)]
+        results["full bare"] += times[1:]
+        base = model.base
+        backend.features(base, x_np[: args.batch_size], args.batch_size)  # warm-up
+        start = time.perf_counter()
+        backend.features(base, x_np, args.batch_size)
+        results["features harness"].append(time.perf_counter() - start)
+        bare_features(base, x_t[: args.batch_size], args.batch_size, device)
+        results["features bare"].append(bare_features(base, x_t, args.batch_size, device))
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()} (CPU)"
+    print(f"{args.backbone}, {len(y_np)} photos at {spec.image_size} px, batch {args.batch_size}, fp32, on {name}, "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"{'measure':<10} {'harness s':>10} {'bare s':>8} {'ratio':>6}")
+    for what in ("full", "features"):
+        harness = statistics.median(results[f"{what} harness"])
+        bare = statistics.median(results[f"{what} bare"])
+        print(f"{what:<10} {harness:>10.2f} {bare:>8.2f} {harness / bare:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
