@@ -204,6 +204,12 @@ class Device:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+def pooling_kw(pooling: str) -> dict[str, str]:
+    """The ``pooling=`` keyword of ``features``, ``feature_dim`` and ``attach``: none for "avg", so a
+    backend that implements only the average is never passed it."""
+    return {} if pooling == "avg" else {"pooling": pooling}
+
+
 class Backend(ABC):
     """A framework that can build backbones, extract features, train and predict.
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .augment import Augment
-from .backend import Backend, BackboneSpec, EpochCallback, HeadFit, HeadFitResult, HeadSpec
+from .backend import Backend, BackboneSpec, EpochCallback, HeadFit, HeadFitResult, HeadSpec, pooling_kw
 from .errors import ZooBenchError
 from .images import Batch, load_npz, save_npz
 from .sweeps import HeadSweeps, params_key
@@ -71,10 +71,9 @@ class FeatureCache:
         if getattr(base, "weights_id", None):  # which file, where one name can mean several (timm --weights-dir)
             weights = f"{weights}@{base.weights_id}"
         prefix = (backend.name, spec.name, weights, image_size, backend.device().precision)
-        kw: dict[str, Any] = {}
-        if pooling != "avg":  # the average's keys stay as they were before poolings existed
+        kw = pooling_kw(pooling)
+        if kw:  # the average's keys stay as they were before poolings existed
             prefix += (pooling,)
-            kw = {"pooling": pooling}
         todo = [i for i, p in enumerate(batch.paths) if prefix + (p,) not in self._features]
         folder = self._disk_folder(prefix, backend.device().kind) if todo else None
         keys: dict[int, str] = {}
@@ -170,13 +169,11 @@ class TrialContext:
 
     def feature_dim(self, base: Any) -> int:
         """Width of the base's features under this trial's pooling."""
-        pooling = self._pooling()
-        return self.backend.feature_dim(base) if pooling == "avg" else self.backend.feature_dim(base, pooling=pooling)
+        return self.backend.feature_dim(base, **pooling_kw(self._pooling()))
 
     def attach(self, base: Any, head: Any) -> Any:
         """A classifier of images: ``base``, this trial's pooling, then ``head``."""
-        pooling = self._pooling()
-        return self.backend.attach(base, head) if pooling == "avg" else self.backend.attach(base, head, pooling=pooling)
+        return self.backend.attach(base, head, **pooling_kw(self._pooling()))
 
     def augmentation(self, aug: "Augment") -> "Augment":
         """``aug`` if this trial's backend implements each of its terms; else a one-line error naming the missing ones."""

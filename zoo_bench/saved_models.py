@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .backend import HeadSpec, pooling_kw
 from .errors import UsageError
 
 if TYPE_CHECKING:
@@ -85,8 +86,7 @@ class Loaded:
         """Class scores of uint8 images (N, H, W, 3): logits, or an SVM's margins."""
         if self.linear is None:
             return self.backend.logits(self.model, images, batch_size)
-        pooling = self.description["head"]["pooling"]
-        kw = {} if pooling == "avg" else {"pooling": pooling}
+        kw = pooling_kw(self.description["head"]["pooling"])
         x = self.backend.features(self.model, images, batch_size, **kw).astype(np.float64)
         x = (x - self.linear["mean"]) / self.linear["scale"]
         margins = x @ self.linear["coef"].T + self.linear["intercept"]
@@ -95,8 +95,6 @@ class Loaded:
 
 def load(saved: Saved, registry: "Registry", device: str | None = None, weights_dir: str | None = None) -> Loaded:
     """Rebuild a saved model through its backend (no pretrained weights are read: the saved ones are)."""
-    from .backend import HeadSpec
-
     d = saved.description
     if d.get("format") != FORMAT:
         raise UsageError(f"{saved.folder / 'model.json'}: format {d.get('format')!r} is not {FORMAT}")
@@ -104,7 +102,7 @@ def load(saved: Saved, registry: "Registry", device: str | None = None, weights_
     spec = registry.backbone(d["backend"], d["backbone"])
     base = backend.build_base(spec, pretrained=False, image_size=d["image_size"])
     head = d["head"]
-    kw = {} if head["pooling"] == "avg" else {"pooling": head["pooling"]}
+    kw = pooling_kw(head["pooling"])
     if d["kind"] == "linear":
         model = base
         with np.load(saved.folder / d["linear_file"], allow_pickle=False) as data:

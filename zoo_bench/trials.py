@@ -8,6 +8,7 @@ unreadable images go back to the driver (``zoo_bench.runner``), which alone reco
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import statistics
 import time
@@ -241,14 +242,13 @@ class TrialRunner:
             "precision": device.precision, "backend_settings": device.settings,
         }
 
-
     def _activation_maps(self, trial: Trial, ctx: TrialContext, classifier: "_Classifier", test: Any) -> str | None:
         """Grad-CAM of the first test images of each class, as one PNG in ``activation_maps/``; None with a note
         where the trial has no network to explain (an SVM) or the backend cannot."""
         from .activation_maps import save_maps
 
         try:
-            model = classifier.get()
+            model = classifier.model
             if model is None:
                 raise ZooBenchError("a linear SVM on features has no network to explain")
             chosen = pick_per_class(test.labels, self.options.activation_maps)
@@ -273,7 +273,7 @@ class TrialRunner:
         from . import saved_models
 
         try:
-            model, kind = classifier.get(), "classifier"
+            model, kind = classifier.model, "classifier"
             if outcome.linear is not None:  # the frozen base it was trained on, and the linear map
                 model, kind = ctx.feature_cache.frozen_base(ctx.backend, ctx.spec, ctx.image_size), "linear"
             if model is None:
@@ -296,21 +296,20 @@ class TrialRunner:
         return None
 
 
+@dataclass
 class _Classifier:
     """A trial's trained network as a classifier of pixels, built once on first use: a head trained on
     cached features is put on a fresh copy of its frozen pretrained base. None for a linear SVM."""
 
-    def __init__(self, ctx: TrialContext, outcome: Outcome):
-        self.ctx, self.outcome, self._model, self._built = ctx, outcome, None, False
+    ctx: TrialContext
+    outcome: Outcome
 
-    def get(self) -> Any:
-        if not self._built:
-            self._built = True
-            model = self.outcome.model
-            if model is not None and self.outcome.model_input == "features":
-                model = self.ctx.attach(self.ctx.new_base(pretrained=True), model)
-            self._model = model
-        return self._model
+    @functools.cached_property
+    def model(self) -> Any:
+        model = self.outcome.model
+        if model is not None and self.outcome.model_input == "features":
+            model = self.ctx.attach(self.ctx.new_base(pretrained=True), model)
+        return model
 
 
 def pick_per_class(labels: np.ndarray, count: int) -> np.ndarray:

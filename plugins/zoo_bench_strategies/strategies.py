@@ -32,11 +32,11 @@ HEAD_WDS = [0.0, 1e-4]
 
 def head_optimizer(p: dict[str, Any], prefix: str = "") -> OptimizerSpec:
     """The optimizer of a head phase (``prefix="head_"``) or of a one-phase strategy."""
-    schedule = Schedule(p.get(f"{prefix}schedule", "constant"), p.get(f"{prefix}warmup_epochs", 0),
-                        p.get(f"{prefix}step_epochs", 10), p.get(f"{prefix}step_gamma", 0.1))
+    schedule = Schedule(p[f"{prefix}schedule"], p[f"{prefix}warmup_epochs"], p[f"{prefix}step_epochs"],
+                        p[f"{prefix}step_gamma"])
     return OptimizerSpec(p[f"{prefix}optimizer"], p[f"{prefix}lr"], momentum=p[f"{prefix}momentum"],
                          weight_decay=p[f"{prefix}weight_decay"], schedule=schedule,
-                         layer_decay=p.get(f"{prefix}layer_decay", 1.0))
+                         layer_decay=p.get(f"{prefix}layer_decay", 1.0))  # declared where a base trains
 
 
 def monitor_for(p: dict[str, Any]) -> Monitor:
