@@ -204,6 +204,31 @@ class Device:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class Cut:
+    """A classifier split where its frozen part ends (:meth:`Backend.cut`).
+
+    ``lower`` runs the frozen blocks below the cut, deterministic and in inference mode: the same pixels
+    give the same activations in every epoch and every trial of the backbone, so they are computed once.
+    ``upper`` maps those activations to class logits and shares its weights with the classifier, so
+    training it trains the classifier.
+    """
+
+    index: int  # blocks below the cut
+    blocks: int  # blocks of the base
+    lower: Any
+    upper: Any
+    shape: tuple[int, ...]  # one image's activations at the cut
+
+    @property
+    def nbytes_per_image(self) -> int:
+        return 4 * math.prod(self.shape)  # stored as float32
+
+    def describe(self) -> str:
+        """``"8/9"``: blocks below the cut / blocks of the base, as a row records it."""
+        return f"{self.index}/{self.blocks}"
+
+
 def pooling_kw(pooling: str) -> dict[str, str]:
     """The ``pooling=`` keyword of ``features``, ``feature_dim`` and ``attach``: none for "avg", so a
     backend that implements only the average is never passed it."""
@@ -315,6 +340,21 @@ class Backend(ABC):
     def activation_maps(self, model: Any, images: np.ndarray, classes: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Grad-CAM maps ``(N, H, W)`` in [0, 1] of a classifier for uint8 NHWC images, and the explained
         classes (None: each image's predicted class) (optional verb, ``--activation-maps``)."""
+        raise NotImplementedError
+
+    def cut(self, model: Any) -> Cut | None:
+        """Split a classifier below its first trainable block (optional verb; ``last_n``'s fine-tuning).
+
+        None where no block at the bottom of the base is frozen, or where the frozen part is not
+        deterministic in training. A backend that returns a :class:`Cut` implements :meth:`activations`
+        and accepts ``fit(cut.upper, activations, y, ..., flipped=activations_of_flipped_images)``,
+        drawing per image and epoch which of the two views a step sees (the horizontal flip).
+        """
+        return None
+
+    def activations(self, lower: Any, images: np.ndarray, batch_size: int, flip: bool = False) -> np.ndarray:
+        """Activations of ``Cut.lower`` for uint8 NHWC images (mirrored left-right first with ``flip``),
+        float32 ``(N, *Cut.shape)``."""
         raise NotImplementedError
 
     def set_dropout(self, model: Any, rate: float) -> int:

@@ -10,10 +10,15 @@ from typing import Any, Callable
 import numpy as np
 
 from .augment import Augment
-from .backend import Backend, BackboneSpec, EpochCallback, HeadFit, HeadFitResult, HeadSpec, pooling_kw
+from .backend import Backend, BackboneSpec, Cut, EpochCallback, HeadFit, HeadFitResult, HeadSpec, pooling_kw
 from .errors import ZooBenchError
 from .images import Batch, load_npz, save_npz
 from .sweeps import HeadSweeps, params_key
+
+
+# Activations at a cut stay in memory (train with its mirror view, validation and test): above this
+# size a trial trains on pixels instead.
+CUT_CACHE_BYTES = 4 * 2**30
 
 
 class FeatureCache:
@@ -105,6 +110,26 @@ class FeatureCache:
             return np.zeros((0, backend.feature_dim(base, **kw)), np.float32), seconds
         return np.stack([self._features[prefix + (p,)] for p in batch.paths]), seconds
 
+    def activations(self, backend: Backend, spec: BackboneSpec, image_size: int, cut: Cut, batch: Batch,
+                    batch_size: int, flip: bool = False) -> tuple[np.ndarray, float]:
+        """Activations at a cut of the pretrained base for a batch of images (``flip``: of their mirror
+        images), and the seconds spent computing the missing ones. Kept in memory for the backbone in use,
+        like the frozen base: every trial and epoch of it that cuts there reuses them."""
+        self.frozen_base(backend, spec, image_size)  # a new backbone drops the previous one's entries
+        prefix = (backend.name, spec.name, spec.weights, image_size, backend.device().precision, "cut", cut.index,
+                  flip)
+        todo = [i for i, p in enumerate(batch.paths) if prefix + (p,) not in self._features]
+        seconds = 0.0
+        if todo:
+            start = time.perf_counter()
+            computed = backend.activations(cut.lower, batch.images[todo], batch_size, flip=flip)
+            seconds = time.perf_counter() - start
+            for i, row in zip(todo, computed):
+                self._features[prefix + (batch.paths[i],)] = row
+        if not batch.paths:
+            return np.zeros((0, *cut.shape), np.float32), seconds
+        return np.stack([self._features[prefix + (p,)] for p in batch.paths]), seconds
+
     def _read(self, entry: Path, dim: int) -> np.ndarray | None:
         """A disk entry that passes every check, or None (a damaged one is counted)."""
         if not entry.exists():
@@ -138,6 +163,8 @@ class TrialContext:
     sweep_heads: int | None = None  # heads trained together with this trial's head, itself included
     random_base: bool = False  # the strategy built its base without pretrained weights (scratch)
     pooling: str = "avg"  # the head's pooling of the base's feature map (the strategy's ``pooling``)
+    cut_time_s: float = 0.0  # seconds this trial spent computing activations at a cut (Cut)
+    cut_used: Cut | None = None  # where this trial's fine-tuning started from cached activations
 
     def part(self, name: str) -> Batch:
         """The ``train``, ``val`` or ``test`` images."""
@@ -191,6 +218,26 @@ class TrialContext:
     def new_head(self, in_features: int, hidden: list[int] | tuple[int, ...], dropout: float) -> Any:
         """A fresh head for this trial's classes."""
         return self.backend.new_head(in_features, self.num_classes, HeadSpec(tuple(hidden), dropout))
+
+    def cut(self, model: Any, aug: Augment) -> Cut | None:
+        """Where ``model``'s frozen bottom ends, when its activations there can stand in for the pixels:
+        the backend can split it, the augmentation is at most a flip (a warp or a colour change needs
+        the pixels), the base is the pretrained one, and every part's activations fit in
+        :data:`CUT_CACHE_BYTES`. None otherwise: the caller trains on pixels."""
+        if aug.terms() not in ([], ["flip"]) or self.random_base:
+            return None
+        cut = self.backend.cut(model)
+        if cut is None:
+            return None
+        views = len(self.train.labels) * (2 if aug.flip else 1) + len(self.val.labels) + len(self.test.labels)
+        return cut if views * cut.nbytes_per_image <= CUT_CACHE_BYTES else None
+
+    def activations(self, cut: Cut, name: str, flip: bool = False) -> np.ndarray:
+        """Activations at ``cut`` of a part's images (cached per backbone, cut, size, precision and image)."""
+        acts, seconds = self.feature_cache.activations(self.backend, self.spec, self.image_size, cut, self.part(name),
+                                                       self.batch_size, flip)
+        self.cut_time_s += seconds
+        return acts
 
     def val_data(self, features: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """Validation data for ``fit`` (features or images), or None when nothing is held out."""

@@ -18,7 +18,8 @@ from .stats import estimate, format_estimate
 
 CAPTION = ("test accuracy and time per epoch (median after the first): mean ± half-width of the 95% "
            "confidence interval over seeds (Student t), n seeds; a feature epoch trains a head on cached "
-           "features, a pixel epoch runs the network over the images")
+           "features, a cut epoch trains the blocks above the frozen ones on their cached activations, a pixel epoch "
+           "runs the network over the images")
 
 out = Console()
 if not out.is_terminal and "COLUMNS" not in __import__("os").environ:
@@ -100,7 +101,8 @@ def _fmt_cell(group: pd.DataFrame) -> str:
         spread = f" ±{_fmt_seconds(ept.half_width)}" if ept.half_width is not None else ""
         heads = ok["head_epoch_time_s"] if "head_epoch_time_s" in ok.columns else pd.Series(dtype=float)
         on_features = bool(heads.notna().all() and (heads == ok["epoch_time_s"]).all())  # no pixel epoch
-        text += f"\n{seconds}{spread}/{'feature' if on_features else 'pixel'} epoch"
+        from_cut = bool("cut" in ok.columns and ok["cut"].notna().all())  # the top trained on cached activations
+        text += f"\n{seconds}{spread}/{'feature' if on_features else 'cut' if from_cut else 'pixel'} epoch"
     elif ok["train_time_s"].notna().any():
         text += f"\nfit {_fmt_seconds(ok['train_time_s'].astype(float).mean())}"
     if diverged:

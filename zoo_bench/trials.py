@@ -72,7 +72,7 @@ def _median(values: list[float]) -> float | None:
 
 def summarise_epochs(epochs: list[EpochStats]) -> dict[str, Any]:
     """Epoch timing fields: the median skips the first epoch (tracing, autotune, warm caches)."""
-    images = [e for e in epochs if e.phase == "images"]
+    images = [e for e in epochs if e.phase in ("images", "cut")]  # the network trains (from a cut, or pixels)
     heads = [e for e in epochs if e.phase == "features"]
     main = images or heads
     later = [e.seconds for e in main[1:]] or [e.seconds for e in main]
@@ -229,6 +229,8 @@ class TrialRunner:
         return {
             **fields,
             "feature_time_s": ctx.feature_time_s,
+            "cut": ctx.cut_used.describe() if ctx.cut_used is not None else None,
+            "cut_time_s": ctx.cut_time_s if ctx.cut_used is not None else None,
             "sweep_heads": ctx.sweep_heads,
             "peak_memory_mb": gpu_peak if gpu_peak is not None else rss.peak_mb,
             "peak_memory_kind": "accelerator" if gpu_peak is not None else "process_rss",

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from zoo_bench import DivergedError, EpochStats, OptimizerSpec, Outcome, Strategy, TrialContext
-from zoo_bench.backend import HeadFit, HeadSpec, Monitor
+from zoo_bench.backend import Cut, HeadFit, HeadSpec, Monitor
 from zoo_bench.augment import Augment
 from zoo_bench.errors import ZooBenchError
 from zoo_bench.unfreeze import Parts, resolve
@@ -74,10 +74,14 @@ def train_images(ctx: TrialContext, model: Any, epochs: int, optimizer: Optimize
 
 
 def finetune(ctx: TrialContext, head: Any, last_blocks: int | None, optimizer: OptimizerSpec, epochs: int,
-             augment: Augment, head_stats: list[EpochStats], monitor: Monitor, unfreeze: list[str] = ()) -> Outcome:
+             augment: Augment, head_stats: list[EpochStats], monitor: Monitor, unfreeze: list[str] = (),
+             cache_cut: bool = False) -> Outcome:
     """Put a feature-trained head on a fresh pretrained base and train its last blocks on pixels.
 
-    BatchNorm of the pretrained base stays in inference mode (the Keras transfer-learning guide).
+    BatchNorm of the pretrained base stays in inference mode (the Keras transfer-learning guide). With
+    ``cache_cut``, the frozen blocks below the trainable ones run once per image (and its mirror image
+    under a flip) instead of every epoch: the trainable top trains on their cached activations, and
+    validation and test images are scored from theirs (:meth:`TrialContext.cut`).
     """
     model = ctx.attach(ctx.new_base(pretrained=True), head)
     if unfreeze:
@@ -86,12 +90,29 @@ def finetune(ctx: TrialContext, head: Any, last_blocks: int | None, optimizer: O
         ctx.backend.set_trainable(model, last_blocks, bn_inference=True)
     trainable, total_params = ctx.backend.count_params(model)
     offset = len(head_stats)
+    cut = ctx.cut(model, ctx.augmentation(augment)) if cache_cut else None
     try:
-        stats = head_stats + train_images(ctx, model, epochs, optimizer, augment, offset,
-                                          offset + epochs, monitor, "finetune")
+        if cut is None:
+            stats = head_stats + train_images(ctx, model, epochs, optimizer, augment, offset,
+                                              offset + epochs, monitor, "finetune")
+        else:
+            stats = head_stats + train_above_cut(ctx, cut, epochs, optimizer, augment, offset, monitor)
     except DivergedError as exc:  # number the epoch across both phases, as the progress bar does
         raise DivergedError(exc.epoch + offset, exc.loss) from None
-    return predicted(ctx, model, stats, trainable, total_params, monitor)
+    return predicted(ctx, model, stats, trainable, total_params, monitor, cut=cut)
+
+
+def train_above_cut(ctx: TrialContext, cut: Cut, epochs: int, optimizer: OptimizerSpec, augment: Augment,
+                    offset: int, monitor: Monitor) -> list[EpochStats]:
+    """Fine-tune the blocks above a cut on the cached activations of the frozen ones below it."""
+    ctx.cut_used = cut
+    flipped = ctx.activations(cut, "train", flip=True) if augment.flip else None
+    val = (ctx.activations(cut, "val"), ctx.val.labels) if len(ctx.val.labels) else None
+    return tag(ctx.backend.fit(
+        cut.upper, ctx.activations(cut, "train"), ctx.train.labels, epochs=epochs, optimizer=optimizer,
+        batch_size=ctx.batch_size, val=val, on_epoch=ctx.epoch_callback(offset, offset + epochs), monitor=monitor,
+        flipped=flipped,
+    ), "finetune")
 
 
 def unfreeze_parts(ctx: TrialContext, base: Any, entries: list[str]) -> Parts:
@@ -109,13 +130,17 @@ def frozen_base_params(ctx: TrialContext) -> int:
 
 
 def predicted(ctx: TrialContext, model: Any, stats: list[EpochStats], trainable: int, total: int,
-              monitor: Monitor, features: bool = False) -> Outcome:
-    """Test and validation class scores of a trained model (on images, or on cached features)."""
+              monitor: Monitor, features: bool = False, cut: Cut | None = None) -> Outcome:
+    """Test and validation class scores of a trained model (on images, on cached features, or from the
+    cached activations at a cut, scored by the model's top)."""
     def inputs(part: str):
+        if cut is not None:
+            return ctx.activations(cut, part)
         return ctx.features(part) if features else ctx.part(part).images
 
-    val_pred, val = ctx.predict(model, inputs("val")) if len(ctx.val.labels) else (None, None)
-    test_pred, test = ctx.predict(model, inputs("test"))
+    scorer = cut.upper if cut is not None else model
+    val_pred, val = ctx.predict(scorer, inputs("val")) if len(ctx.val.labels) else (None, None)
+    test_pred, test = ctx.predict(scorer, inputs("test"))
     return Outcome(test_pred=test_pred, val_pred=val_pred, epochs=stats, trainable_params=trainable, total_params=total,
                    test_scores=test, val_scores=val, best_epoch=monitor.best_epoch, model=model,
                    model_input="features" if features else "pixels")
@@ -213,7 +238,9 @@ class FrozenPixels(Strategy):
         trainable, total_params = ctx.backend.count_params(model)
         stats = train_images(ctx, model, p["epochs"], head_optimizer(p), Augment.from_params(p), 0, p["epochs"],
                              monitor, "train")
-        return predicted(ctx, model, stats, trainable, total_params, monitor)
+        # The base never changed: its cached features of the test images score the trained head, as the
+        # whole network would (no second pass of the base over them).
+        return predicted(ctx, head, stats, trainable, total_params, monitor, features=True)
 
 
 def two_phase_params(head_epochs: int, finetune_epochs: int, finetune_lr: float, finetune_optimizer: str
@@ -250,7 +277,7 @@ def run_two_phase(ctx: TrialContext, p: dict[str, Any], last_blocks: int | None)
     if p["finetune_dropout"] >= 0 and p["finetune_dropout"] != p["dropout"]:
         ctx.backend.set_dropout(head, p["finetune_dropout"])
     return finetune(ctx, head, last_blocks, head_optimizer(p, "finetune_"), p["finetune_epochs"], Augment.from_params(p),
-                    stats, monitor, p.get("unfreeze") or ())
+                    stats, monitor, p.get("unfreeze") or (), cache_cut=p.get("cache_cut", False))
 
 
 class LastN(Strategy):
@@ -261,6 +288,10 @@ class LastN(Strategy):
               "unfreeze": Param([], in_id=False, type_name="list[str]",
                                 help="instead of n: the block names, block ranges (\"3:5\", \"-2:\") or layer names "
                                      "to train (zoo_bench.unfreeze)"),
+              "cache_cut": Param(True, in_id=False,
+                                 help="train the blocks above the frozen ones on their cached activations instead "
+                                      "of running every block each epoch (falls back to pixels where augmentation "
+                                      "other than a flip needs them)"),
               **two_phase_params(5, 3, 1e-4, "adam")}
     params["head_epochs"] = Param(5, low=0, high=100000, help="head epochs on features before fine-tuning")
     search_space = {"finetune_lr": [1e-5, 1e-4, 1e-3]}

@@ -9,6 +9,7 @@ and has ``feature_dim`` and ``groups()`` (timm models: :mod:`.timm_models`).
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -133,12 +134,23 @@ class TorchBackend(Backend):
         self._check_pooling(base, pooling)
         key = f"_dim_{pooling}"
         if not hasattr(base, key):  # flatten's width depends on the map's size: one blank image tells it
-            torch = self.torch
-            size = base.image_size
-            with torch.inference_mode():
-                blank = torch.zeros((1, 3, size, size), device=self._device)
+            with self._blank_pass(base) as blank:
                 setattr(base, key, int(base.pooled(blank, pooling).shape[1]))
         return getattr(base, key)
+
+    @contextmanager
+    def _blank_pass(self, model: Any):
+        """One blank image for a shape-finding pass, with ``model`` in inference mode meanwhile: a BatchNorm
+        in training mode would average the blank into its running statistics."""
+        modes = [(m, m.training) for m in model.modules()]
+        model.eval()
+        size = getattr(model, "image_size", None) or model.base.image_size
+        try:
+            with self.torch.inference_mode(), self._autocast():
+                yield self.torch.zeros((1, 3, size, size), device=self._device)
+        finally:
+            for m, mode in modes:
+                m.training = mode
 
     def _check_pooling(self, base: Any, pooling: str) -> None:
         if pooling != "avg" and not hasattr(base, "pooled"):
@@ -212,6 +224,34 @@ class TorchBackend(Backend):
             return np.zeros((0, self.feature_dim(base, pooling)), np.float32)
         return np.concatenate(out).astype(np.float32)
 
+    def cut(self, model: Any) -> Any:
+        """Below the first block with a trainable parameter; torchvision-style and Lite bases only (a timm
+        model runs as one module, so its blocks cannot be entered half-way)."""
+        from zoo_bench.backend import Cut
+
+        from .models import Above, Below, cut_index
+
+        base = getattr(model, "base", None)
+        if not hasattr(base, "below"):
+            return None
+        index = cut_index(model)
+        if index == 0:
+            return None
+        lower = Below(model, index)
+        with self._blank_pass(model) as blank:
+            shape = tuple(lower(blank).shape[1:])
+        return Cut(index=index, blocks=len(base.groups()), lower=lower, upper=Above(model, index), shape=shape)
+
+    def activations(self, lower: Any, images: np.ndarray, batch_size: int, flip: bool = False) -> np.ndarray:
+        torch = self.torch
+        lower.eval()
+        out = []
+        with torch.inference_mode(), self._autocast():
+            for start in range(0, len(images), batch_size):
+                xb = self._to_tensor(images[start:start + batch_size])
+                out.append(lower(xb.flip(-1) if flip else xb).float().contiguous().cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
     def param_groups(self, model: Any, spec: OptimizerSpec) -> list[dict]:
         """The trainable parameters as optimiser groups: one, or one per depth under ``layer_decay``.
 
@@ -278,24 +318,32 @@ class TorchBackend(Backend):
         raise ValueError(f"unknown optimizer {spec.name!r} (allowed: adam, sgd, rmsprop)")
 
     def fit(self, model, x, y, *, epochs, optimizer, batch_size, val=None, augment=False, on_epoch=None,
-            monitor=None):
+            monitor=None, flipped=None):
+        """``x``: uint8 images, pooled features, or activations at a cut (``flipped``: those of the mirrored
+        images, one of the two views drawn per image and epoch)."""
         from zoo_bench.augment import Augment
 
         from .augment import augment as augment_batch
 
         torch = self.torch
         images = x.dtype == np.uint8
-        phase = "images" if images else "features"
+        phase = "images" if images else ("cut" if x.ndim > 2 else "features")
+        n = len(y)
+        if flipped is not None:  # both views on the device; index n + i is image i mirrored
+            x = np.concatenate([x, flipped])
         aug = augment if isinstance(augment, Augment) else Augment(flip=bool(augment))
         opt = self._optimizer(optimizer, self.param_groups(model, optimizer))
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: optimizer.schedule.factor(e, epochs))
         loss_fn = torch.nn.CrossEntropyLoss()
         if not images:  # features are small: keep them on the device for the whole fit
-            x_dev, y_dev = self._to_tensor(x.astype(np.float32)), self._to_tensor(y)
+            x_dev = self._to_tensor(x.astype(np.float32))
+            y_dev = self._to_tensor(y if flipped is None else np.concatenate([y, y]))
         best_weights = self._weights(model) if monitor is not None and monitor.start_phase() else None
         stats: list[EpochStats] = []
         for epoch in range(epochs):
-            order = self._rng.permutation(len(y))
+            order = self._rng.permutation(n)
+            if flipped is not None:
+                order = order + n * (self._rng.random(n) < 0.5)[order]
             if not images:  # index on the device: no host-to-device copy per step
                 order = self._to_tensor(order)
             model.train()
@@ -305,7 +353,7 @@ class TorchBackend(Backend):
             seen = 0
             for i in range(0, len(order), batch_size):
                 idx = order[i:i + batch_size]
-                if images and len(idx) < 2:  # BatchNorm in training mode cannot take one image
+                if x.ndim > 2 and len(idx) < 2:  # BatchNorm in training mode cannot take one image
                     continue
                 if images:
                     xb, yb = self._to_tensor(x[idx]), self._to_tensor(y[idx])

@@ -61,6 +61,19 @@ class Base(Normalise):
         (the whole map, channel-major as torch lays it out)."""
         return pool(self.feature_map(x), pooling)
 
+    def below(self, x: torch.Tensor, cut: int) -> torch.Tensor:
+        """Normalised pixels through the first ``cut`` blocks: the activations at a cut."""
+        x = super().forward(x)
+        for block in self.blocks[:cut]:
+            x = block(x)
+        return x
+
+    def above(self, x: torch.Tensor, cut: int) -> torch.Tensor:
+        """Activations at a cut through the remaining blocks: the feature map."""
+        for block in self.blocks[cut:]:
+            x = block(x)
+        return x
+
     def groups(self) -> list[Block]:
         """The ordered blocks ``last_n`` counts from the end."""
         return [Block(n, list(b.parameters()), list(b.modules())) for n, b in zip(self.block_names, self.blocks)]
@@ -106,14 +119,47 @@ class Classifier(nn.Module):
         self.head = head
         self.pooling = pooling
         self.inference_bn: list[nn.Module] = []
+        self.frozen_blocks: list[nn.Module] = []  # run in inference mode (no dropout, no stochastic depth) too
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.base(x) if self.pooling == "avg" else self.base.pooled(x, self.pooling))
 
     def train(self, mode: bool = True) -> "Classifier":
         super().train(mode)
-        for module in self.inference_bn:
+        for module in self.inference_bn + self.frozen_blocks:
             module.eval()
+        return self
+
+
+class Below(nn.Module):
+    """The frozen bottom of a classifier: pixels to the activations at the cut (inference mode only)."""
+
+    def __init__(self, model: Classifier, cut: int):
+        super().__init__()
+        self.base, self.cut = model.base, cut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base.below(x, self.cut)
+
+
+class Above(nn.Module):
+    """The trainable top of a classifier: activations at the cut to logits, sharing the classifier's weights.
+
+    ``base`` and ``head`` are the classifier's own modules, so optimiser groups (``layer_decay``), saved
+    weights and the best epoch's copy see the classifier's parameter names.
+    """
+
+    def __init__(self, model: Classifier, cut: int):
+        super().__init__()
+        self.base, self.head, self.cut, self.classifier = model.base, model.head, cut, [model]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        model = self.classifier[0]
+        return self.head(pool(self.base.above(x, self.cut), model.pooling))
+
+    def train(self, mode: bool = True) -> "Above":
+        self.classifier[0].train(mode)
+        self.training = mode
         return self
 
 
@@ -136,6 +182,26 @@ def open_parts(model: Classifier, blocks: tuple[int, ...], layers: tuple[str, ..
         model.base.get_submodule(name).requires_grad_(True)
     model.head.requires_grad_(True)
     model.inference_bn = [m for m in model.base.modules() if isinstance(m, BN_TYPES)]
+    model.frozen_blocks = frozen_modules(groups)
+
+
+def is_frozen(block: Block) -> bool:
+    return not any(p.requires_grad for p in block.parameters)
+
+
+def frozen_modules(groups: list[Block]) -> list[nn.Module]:
+    """Every module of the blocks none of whose parameters train."""
+    return [m for g in groups if is_frozen(g) for m in g.modules]
+
+
+def cut_index(model: Classifier) -> int:
+    """How many blocks at the bottom of the base are frozen (0: none)."""
+    index = 0
+    for block in model.base.groups():
+        if not is_frozen(block):
+            break
+        index += 1
+    return index
 
 
 def set_trainable(model: Classifier, last_blocks: int | None, bn_inference: bool) -> None:
@@ -156,6 +222,7 @@ def set_trainable(model: Classifier, last_blocks: int | None, bn_inference: bool
     model.head.requires_grad_(True)
     scope = blocks if bn_inference else frozen
     model.inference_bn = list({id(m): m for block in scope for m in block.modules if isinstance(m, BN_TYPES)}.values())
+    model.frozen_blocks = frozen_modules(blocks)
 
 
 # ---------------------------------------------------------------------------------------------
