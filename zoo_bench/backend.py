@@ -139,6 +139,7 @@ class EpochStats:
     val_loss: float | None = None
     lr: float | None = None
     stage: str = "train"  # the strategy's phase: "head", "finetune" or "train"
+    data_seconds: float | None = None  # host time spent producing the epoch's batches (gather, copy, augmentation)
 
 
 @dataclass
@@ -250,6 +251,10 @@ class Backend(ABC):
     # average; every backend), "max" (global max), "flatten" (the whole feature map). A backend that
     # lists only "avg" is never passed the keyword.
     poolings: ClassVar[tuple[str, ...]] = ("avg",)
+    # Whether ``run.compile`` applies: the backend compiles the network of pixel epochs when its
+    # ``compile`` attribute is set (torch: torch.compile). The first epoch then carries the compile time.
+    compiles: ClassVar[bool] = False
+    compile: bool = False
 
     def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
                  cache_dir: str | None = None):

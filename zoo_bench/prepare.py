@@ -141,6 +141,11 @@ def make_backends(suite: Suite, registry: Registry, options: RunOptions) -> dict
         try:
             out[name] = cls(device=options.device or suite.device, precision=options.precision or suite.precision,
                             weights_dir=options.weights_dir, cache_dir=str(options.cache_dir))
+            if suite.compile:
+                if not cls.compiles:
+                    raise ZooBenchError(f"{suite.path}: run.compile: backend {name!r} cannot compile its network; "
+                                        f"set compile = false or drop {name!r} from run.backends")
+                out[name].compile = True
         except ZooBenchError as exc:
             out[name] = exc
         except Exception as exc:  # a faulty backend plugin fails its own trials, not the run

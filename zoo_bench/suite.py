@@ -43,7 +43,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     "run": {
         "backends": (REQUIRED, "list[str]"), "backbones": (REQUIRED, "list[str]"),
         "batch_size": (32, "int"), "min_batch_size": (2, "int"), "image_size": (0, "int"), "precision": ("auto", "str"),
-        "device": ("auto", "str"),
+        "device": ("auto", "str"), "compile": (False, "bool"),
     },
 }
 TOP_LEVEL = ("suite", "dataset", "run", "compare", "select", "ray", "strategies", "profiles")
@@ -72,6 +72,7 @@ class Suite:
     strategies: dict[str, dict[str, list[Any]]]
     strategy_backbones: dict[str, tuple[str, ...]] = field(default_factory=dict)
     min_batch_size: int = 2  # out-of-memory retries halve the batch size down to this
+    compile: bool = False  # compile the network for pixel epochs where the backend can (torch.compile)
     select_metric: str | None = None  # model selection on validation when set ([select])
     tuned: dict[str, tuple[str, ...]] = field(default_factory=dict)  # strategy -> parameters selected over
     tuned_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> their default values
@@ -273,7 +274,7 @@ def parse_suite(
         path=path, name=meta["name"], seeds=tuple(meta["seeds"]), dataset=ds, sizes=tuple(ds["sizes"]),
         backends=tuple(run["backends"]), backbones=tuple(run["backbones"]), batch_size=run["batch_size"],
         image_size=run["image_size"] or None, precision=run["precision"], device=run["device"],
-        strategies=strategies, strategy_backbones=strategy_backbones, min_batch_size=run["min_batch_size"],
+        strategies=strategies, strategy_backbones=strategy_backbones, min_batch_size=run["min_batch_size"], compile=run["compile"],
         select_metric=values["select"]["metric"] if "select" in data else None, tuned=tuned,
         refit=bool(values["select"].get("refit")) if "select" in data else False,
         tuned_defaults={name: {k: registry.strategies[name].param_specs()[k].default for k in keys}

@@ -77,6 +77,7 @@ def summarise_epochs(epochs: list[EpochStats]) -> dict[str, Any]:
     main = images or heads
     later = [e.seconds for e in main[1:]] or [e.seconds for e in main]
     seconds = sum(e.seconds for e in main)
+    timed = [e for e in (main[1:] or main) if e.data_seconds is not None]  # after the first, as epoch_time_s
     return {
         "epochs": len(epochs),
         "epoch_seconds": [e.seconds for e in main],
@@ -85,6 +86,9 @@ def summarise_epochs(epochs: list[EpochStats]) -> dict[str, Any]:
         "head_epoch_time_s": _median([e.seconds for e in heads[1:]] or [e.seconds for e in heads]),
         "train_images_per_s": (sum(e.images for e in main) / seconds) if seconds > 0 else None,
         "train_time_s": sum(e.seconds for e in epochs) if epochs else None,
+        # the share of the epochs' time spent producing batches rather than training on them
+        "data_wait_fraction": (sum(e.data_seconds for e in timed) / sum(e.seconds for e in timed)
+                               if timed and sum(e.seconds for e in timed) > 0 else None),
     }
 
 
@@ -329,7 +333,7 @@ MAX_CLASSES_IN_ROW = 20  # a confusion matrix of more classes goes to the trial'
 def history(epochs: list[EpochStats]) -> list[dict[str, Any]]:
     """The per-epoch record of a row: phase, seconds, losses, validation accuracy, learning rate."""
     return [{"epoch": i, "phase": e.stage, "input": e.phase, "seconds": e.seconds, "train_loss": e.train_loss,
-             "val_loss": e.val_loss, "val_accuracy": e.val_accuracy, "lr": e.lr}
+             "val_loss": e.val_loss, "val_accuracy": e.val_accuracy, "lr": e.lr, "data_s": e.data_seconds}
             for i, e in enumerate(epochs, start=1)]
 
 

@@ -29,6 +29,7 @@ class TorchBackend(Backend):
     install_hint = INSTALL
     augmentations = TERMS
     poolings = ("avg", "max", "flatten")
+    compiles = True
 
     def __init__(self, device: str = "auto", precision: str = "auto", weights_dir: str | None = None,
                  cache_dir: str | None = None):
@@ -95,7 +96,7 @@ class TorchBackend(Backend):
         settings = {"autocast": self.precision if self.precision != "fp32" else None,
                     "channels_last": self.channels_last,
                     "cudnn_benchmark": bool(kind == "cuda"),
-                    "threads": self.torch.get_num_threads()}
+                    "threads": self.torch.get_num_threads(), "compile": self.compile}
         return Device(kind=kind, name=name, precision=self.precision, settings=settings)
 
     def versions(self) -> dict[str, str]:
@@ -197,6 +198,18 @@ class TorchBackend(Backend):
         if x.dtype == np.uint8 and x.ndim == 4:  # NHWC pixels -> NCHW view, channels_last in memory: no copy,
             t = t.permute(0, 3, 1, 2)  # and on CPU the NHWC-strided input makes the first convolutions faster
         return t
+
+    def _resident(self, x: np.ndarray):
+        """uint8 NHWC images as one tensor on the device (on CPU: the array itself, no copy), or None where
+        they would take more than a quarter of the accelerator's free memory (then each batch is copied)."""
+        torch = self.torch
+        if self._device.type == "cpu":
+            return torch.from_numpy(np.ascontiguousarray(x))
+        if self._device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(self._device)
+            if x.nbytes > free // 4:
+                return None
+        return torch.from_numpy(np.ascontiguousarray(x)).to(self._device)
 
     def _autocast(self):
         torch = self.torch
@@ -335,33 +348,44 @@ class TorchBackend(Backend):
         opt = self._optimizer(optimizer, self.param_groups(model, optimizer))
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: optimizer.schedule.factor(e, epochs))
         loss_fn = torch.nn.CrossEntropyLoss()
-        if not images:  # features are small: keep them on the device for the whole fit
+        if images:  # uint8 pixels on the device for the whole fit where they fit (always, on CPU)
+            x_dev, y_dev = self._resident(x), self._to_tensor(y)
+        else:  # features are small: keep them on the device for the whole fit
             x_dev = self._to_tensor(x.astype(np.float32))
             y_dev = self._to_tensor(y if flipped is None else np.concatenate([y, y]))
+        net = model
+        if self.compile and images:  # compiled on the first step: the first epoch carries the compile time
+            net = torch.compile(model)
         best_weights = self._weights(model) if monitor is not None and monitor.start_phase() else None
         stats: list[EpochStats] = []
         for epoch in range(epochs):
             order = self._rng.permutation(n)
             if flipped is not None:
                 order = order + n * (self._rng.random(n) < 0.5)[order]
-            if not images:  # index on the device: no host-to-device copy per step
+            if x_dev is not None:  # index on the device: no host-to-device copy per step
                 order = self._to_tensor(order)
             model.train()
             self._sync()
             start = time.perf_counter()
             total_loss = torch.zeros((), device=self._device)
             seen = 0
+            data_seconds = 0.0
             for i in range(0, len(order), batch_size):
                 idx = order[i:i + batch_size]
                 if x.ndim > 2 and len(idx) < 2:  # BatchNorm in training mode cannot take one image
                     continue
+                tick = time.perf_counter()
                 if images:
-                    xb, yb = self._to_tensor(x[idx]), self._to_tensor(y[idx])
+                    if x_dev is not None:
+                        xb, yb = x_dev[idx].permute(0, 3, 1, 2), y_dev[idx]  # NCHW view, channels_last in memory
+                    else:
+                        xb, yb = self._to_tensor(x[idx]), self._to_tensor(y[idx])
                     xb = augment_batch(xb, aug)  # on the device
                 else:
                     xb, yb = x_dev[idx], y_dev[idx]
+                data_seconds += time.perf_counter() - tick
                 with self._autocast():
-                    logits = model(xb)
+                    logits = net(xb)
                 loss = loss_fn(logits.float(), yb)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -374,7 +398,8 @@ class TorchBackend(Backend):
             check_finite_loss(mean_loss, epoch)
             val_acc, val_loss = self.evaluate(model, val, batch_size)
             record = EpochStats(phase=phase, seconds=seconds, images=seen, train_loss=mean_loss,
-                                val_accuracy=val_acc, val_loss=val_loss, lr=float(opt.param_groups[0]["lr"]))
+                                val_accuracy=val_acc, val_loss=val_loss, lr=float(opt.param_groups[0]["lr"]),
+                                data_seconds=data_seconds)
             stats.append(record)
             scheduler.step()
             if on_epoch is not None:
