@@ -30,6 +30,14 @@ from zoo_bench.images import ImageCache
 from zoo_bench.plugins import load_plugins
 
 
+def autocast(precision: str):
+    """bf16 autocast as the harness applies it (``--precision bf16``), or nothing."""
+    return lambda device: torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+AUTOCAST = autocast("fp32")
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -45,7 +53,9 @@ def bare_epoch(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, opt: to
     for i in range(0, len(order), batch):
         idx = torch.from_numpy(order[i:i + batch])
         xb = x[idx].to(device, non_blocking=True).permute(0, 3, 1, 2)  # NHWC in memory, NCHW view
-        loss = loss_fn(model(xb), y[idx].to(device, non_blocking=True))
+        with AUTOCAST(device):
+            logits = model(xb)
+        loss = loss_fn(logits.float(), y[idx].to(device, non_blocking=True))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -59,7 +69,8 @@ def bare_features(base: torch.nn.Module, x: torch.Tensor, batch: int, device: to
     start = time.perf_counter()
     with torch.inference_mode():
         for i in range(0, len(x), batch):
-            base(x[i:i + batch].to(device, non_blocking=True).permute(0, 3, 1, 2))
+            with AUTOCAST(device):
+                base(x[i:i + batch].to(device, non_blocking=True).permute(0, 3, 1, 2)).float()
     sync(device)
     return time.perf_counter() - start
 
@@ -71,12 +82,15 @@ def main() -> None:
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast on both sides")
     parser.add_argument("--epochs", type=int, default=3, help="per measurement; the first is dropped")
     parser.add_argument("--repeats", type=int, default=2, help="alternations of harness and bare loop")
     args = parser.parse_args()
 
     registry = load_plugins()
-    backend = registry.backends["torch"](device=args.device, precision="fp32")
+    global AUTOCAST
+    AUTOCAST = autocast(args.precision)
+    backend = registry.backends["torch"](device=args.device, precision=args.precision)
     device = backend._device
     spec = registry.backbone("torch", args.backbone)
     classes = sorted(d for d in args.images.iterdir() if d.is_dir())
@@ -117,7 +131,7 @@ def main() -> None:
         results["features bare"].append(bare_features(base, x_t, args.batch_size, device))
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()} (CPU)"
-    print(f"{args.backbone}, {len(y_np)} photos at {spec.image_size} px, batch {args.batch_size}, fp32, on {name}, "
+    print(f"{args.backbone}, {len(y_np)} photos at {spec.image_size} px, batch {args.batch_size}, {args.precision}, on {name}, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     print(f"{'measure':<10} {'harness s':>10} {'bare s':>8} {'ratio':>6}")
     for what in ("full", "features"):

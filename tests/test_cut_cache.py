@@ -45,13 +45,19 @@ def test_frozen_blocks_run_in_inference_mode_while_training(registry):
     assert all(m.training for m in base.blocks[-1].modules() if not isinstance(m, bn))  # its BatchNorm: inference
 
 
-def test_fit_draws_one_view_per_image_and_epoch(registry):
-    """With ``flipped``, a step sees either view of each image; labels follow."""
+def test_fit_draws_one_view_per_image_and_epoch_and_computes_only_those(registry):
+    """Under a flip a step sees either view of each image, each computed once, when first drawn."""
+    from zoo_bench.backend import CutViews
+
     backend = registry.backends["torch"](device="cpu", precision="fp32")
     head = backend.new_head(4, 2, HeadSpec((), 0.0))
-    x = np.zeros((6, 4, 1, 1), np.float32)
-    flipped = np.ones((6, 4, 1, 1), np.float32)
     y = np.array([0, 1, 0, 1, 0, 1])
+    fetched: list[tuple[int, bool]] = []
+
+    def fetch(indices, flip):
+        fetched.extend((int(i), flip) for i in indices)
+        return np.full((len(indices), 4, 1, 1), float(flip), np.float32)
+
     seen = []
 
     class Spy(backend.torch.nn.Module):
@@ -64,9 +70,14 @@ def test_fit_draws_one_view_per_image_and_epoch(registry):
             return self.head(xb.flatten(1))
 
     backend.seed(0)
-    backend.fit(Spy(), x, y, epochs=4, optimizer=OptimizerSpec("sgd", 0.0), batch_size=6, flipped=flipped)
-    views = backend.torch.cat(seen).numpy()
+    backend.fit(Spy(), CutViews(6, (4, 1, 1), True, fetch), y, epochs=1, optimizer=OptimizerSpec("sgd", 0.0),
+                batch_size=6)
+    assert len(fetched) == 6 and sorted(i for i, _ in fetched) == list(range(6))  # one view each, the drawn one
+    backend.fit(Spy(), CutViews(6, (4, 1, 1), True, fetch), y, epochs=4, optimizer=OptimizerSpec("sgd", 0.0),
+                batch_size=6)
+    views = backend.torch.cat(seen[1:]).numpy()
     assert len(views) == 24 and 0 < views.mean() < 1  # both views drawn, about half each
+    assert len(set(fetched[6:])) == len(fetched[6:]) <= 12  # no view computed twice
 
 
 @pytest.mark.parametrize("augment", ["none", "flip"])

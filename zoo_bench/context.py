@@ -10,7 +10,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .augment import Augment
-from .backend import Backend, BackboneSpec, Cut, EpochCallback, HeadFit, HeadFitResult, HeadSpec, pooling_kw
+from .backend import Backend, BackboneSpec, Cut, CutViews, EpochCallback, HeadFit, HeadFitResult, HeadSpec, pooling_kw
 from .errors import ZooBenchError
 from .images import Batch, load_npz, save_npz
 from .sweeps import HeadSweeps, params_key
@@ -231,6 +231,19 @@ class TrialContext:
             return None
         views = len(self.train.labels) * (2 if aug.flip else 1) + len(self.val.labels) + len(self.test.labels)
         return cut if views * cut.nbytes_per_image <= CUT_CACHE_BYTES else None
+
+    def train_views(self, cut: Cut, flip: bool) -> CutViews:
+        """The training images' activations at ``cut``, each view computed when a fit first draws it."""
+        def fetch(indices: np.ndarray, mirrored: bool) -> np.ndarray:
+            part = self.train
+            subset = Batch(images=part.images[indices], labels=part.labels[indices],
+                           paths=[part.paths[i] for i in indices])
+            acts, seconds = self.feature_cache.activations(self.backend, self.spec, self.image_size, cut, subset,
+                                                           self.batch_size, mirrored)
+            self.cut_time_s += seconds
+            return acts
+
+        return CutViews(n=len(self.train.labels), shape=cut.shape, flip=flip, fetch=fetch)
 
     def activations(self, cut: Cut, name: str, flip: bool = False) -> np.ndarray:
         """Activations at ``cut`` of a part's images (cached per backbone, cut, size, precision and image)."""

@@ -106,12 +106,10 @@ def train_above_cut(ctx: TrialContext, cut: Cut, epochs: int, optimizer: Optimiz
                     offset: int, monitor: Monitor) -> list[EpochStats]:
     """Fine-tune the blocks above a cut on the cached activations of the frozen ones below it."""
     ctx.cut_used = cut
-    flipped = ctx.activations(cut, "train", flip=True) if augment.flip else None
     val = (ctx.activations(cut, "val"), ctx.val.labels) if len(ctx.val.labels) else None
     return tag(ctx.backend.fit(
-        cut.upper, ctx.activations(cut, "train"), ctx.train.labels, epochs=epochs, optimizer=optimizer,
+        cut.upper, ctx.train_views(cut, augment.flip), ctx.train.labels, epochs=epochs, optimizer=optimizer,
         batch_size=ctx.batch_size, val=val, on_epoch=ctx.epoch_callback(offset, offset + epochs), monitor=monitor,
-        flipped=flipped,
     ), "finetune")
 
 

@@ -199,6 +199,16 @@ class TorchBackend(Backend):
             t = t.permute(0, 3, 1, 2)  # and on CPU the NHWC-strided input makes the first convolutions faster
         return t
 
+    def _fetch_views(self, views: Any, order: np.ndarray, have: np.ndarray, x_dev: Any) -> None:
+        """Put the activations of the views an epoch drew and no earlier epoch did into ``x_dev``."""
+        n = views.n
+        for flip in (False, True):
+            wanted = order[(order >= n) == flip]
+            missing = np.unique(wanted[~have[wanted]])
+            if len(missing):
+                x_dev[self._to_tensor(missing)] = self._to_tensor(views.fetch(missing - n * flip, flip))
+                have[missing] = True
+
     def _resident(self, x: np.ndarray):
         """uint8 NHWC images as one tensor on the device (on CPU: the array itself, no copy), or None where
         they would take more than a quarter of the accelerator's free memory (then each batch is copied)."""
@@ -331,28 +341,31 @@ class TorchBackend(Backend):
         raise ValueError(f"unknown optimizer {spec.name!r} (allowed: adam, sgd, rmsprop)")
 
     def fit(self, model, x, y, *, epochs, optimizer, batch_size, val=None, augment=False, on_epoch=None,
-            monitor=None, flipped=None):
-        """``x``: uint8 images, pooled features, or activations at a cut (``flipped``: those of the mirrored
-        images, one of the two views drawn per image and epoch)."""
+            monitor=None):
+        """``x``: uint8 images, pooled features, activations at a cut, or a ``CutViews`` of them."""
         from zoo_bench.augment import Augment
+        from zoo_bench.backend import CutViews
 
         from .augment import augment as augment_batch
 
         torch = self.torch
-        images = x.dtype == np.uint8
-        phase = "images" if images else ("cut" if x.ndim > 2 else "features")
+        views = x if isinstance(x, CutViews) else None
+        images = views is None and x.dtype == np.uint8
+        spatial = views is not None or x.ndim > 2
+        phase = "images" if images else ("cut" if spatial else "features")
         n = len(y)
-        if flipped is not None:  # both views on the device; index n + i is image i mirrored
-            x = np.concatenate([x, flipped])
         aug = augment if isinstance(augment, Augment) else Augment(flip=bool(augment))
         opt = self._optimizer(optimizer, self.param_groups(model, optimizer))
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: optimizer.schedule.factor(e, epochs))
         loss_fn = torch.nn.CrossEntropyLoss()
-        if images:  # uint8 pixels on the device for the whole fit where they fit (always, on CPU)
+        if views is not None:  # filled on first use; index n + i is image i mirrored
+            x_dev = torch.empty((2 * n, *views.shape), device=self._device)
+            y_dev = self._to_tensor(np.concatenate([y, y]))
+            have = np.zeros(2 * n, bool)
+        elif images:  # uint8 pixels on the device for the whole fit where they fit (always, on CPU)
             x_dev, y_dev = self._resident(x), self._to_tensor(y)
         else:  # features are small: keep them on the device for the whole fit
-            x_dev = self._to_tensor(x.astype(np.float32))
-            y_dev = self._to_tensor(y if flipped is None else np.concatenate([y, y]))
+            x_dev, y_dev = self._to_tensor(x.astype(np.float32)), self._to_tensor(y)
         net = model
         if self.compile and images:  # compiled on the first step: the first epoch carries the compile time
             net = torch.compile(model)
@@ -360,8 +373,10 @@ class TorchBackend(Backend):
         stats: list[EpochStats] = []
         for epoch in range(epochs):
             order = self._rng.permutation(n)
-            if flipped is not None:
-                order = order + n * (self._rng.random(n) < 0.5)[order]
+            if views is not None:
+                if views.flip:
+                    order = order + n * (self._rng.random(n) < 0.5)[order]
+                self._fetch_views(views, order, have, x_dev)
             if x_dev is not None:  # index on the device: no host-to-device copy per step
                 order = self._to_tensor(order)
             model.train()
@@ -372,7 +387,7 @@ class TorchBackend(Backend):
             data_seconds = 0.0
             for i in range(0, len(order), batch_size):
                 idx = order[i:i + batch_size]
-                if x.ndim > 2 and len(idx) < 2:  # BatchNorm in training mode cannot take one image
+                if spatial and len(idx) < 2:  # BatchNorm in training mode cannot take one image
                     continue
                 tick = time.perf_counter()
                 if images:
