@@ -228,3 +228,26 @@ def test_keras_fit_keeps_the_best_epoch_and_stops_on_patience(backend):
     stopped = backend.fit(frozen, x, y, epochs=8, optimizer=OptimizerSpec("sgd", 1e-30), batch_size=16,
                           val=(xv, yv), monitor=Monitor(patience=2))
     assert len(stopped) == 3  # weights cannot move: epoch 1 is best, two stale epochs stop the fit
+
+
+def test_keras_fit_on_features_matches_model_fit_on_arrays_bit_for_bit(backend):
+    """The fast feature path (one tf.data iterator per fit, an epoch per call) trains exactly as Model.fit(x, y)."""
+    if backend.framework != "tensorflow":
+        pytest.skip("the fast feature path is TensorFlow's")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(75, 24)).astype(np.float32)  # 75 = 4 batches of 16 and one of 11
+    y = (x[:, 0] > 0).astype(np.int64)
+    spec = OptimizerSpec("adam", 1e-2)
+
+    backend.seed(3)
+    head = backend.new_head(24, 2, HeadSpec((16,), 0.5))
+    stats = backend.fit(head, x, y, epochs=4, optimizer=spec, batch_size=16)
+
+    backend.seed(3)
+    ref = backend.new_head(24, 2, HeadSpec((16,), 0.5))
+    ref.compile(optimizer=backend._optimizer(spec), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = ref.fit(x, y, batch_size=16, epochs=4, shuffle=True, verbose=0,
+                      callbacks=[keras.callbacks.LearningRateScheduler(lambda e, _lr: spec.lr_at(e, 4))])
+    assert [s.train_loss for s in stats] == [float(v) for v in history.history["loss"]]
+    assert all(np.array_equal(a, b) for a, b in zip(head.get_weights(), ref.get_weights()))
+    assert [s.images for s in stats] == [75] * 4
