@@ -43,6 +43,9 @@ What differs, on purpose or not (the ratio includes all of it):
 - memory format: timm gets ``--channels-last`` on every device: on CUDA zoo-bench makes the model
   channels_last, and on CPU its input is an NHWC-strided view (the photos' own layout), which makes the
   convolutions run channels_last too; without the flag timm's CPU numbers measure NCHW, not the harness;
+- host memory: on CPU timm's process gets the malloc settings zoo-bench's torch backend applies to its
+  own (``MALLOC_MMAP_THRESHOLD_`` etc., see ``zoo_bench_torch.backend.MALLOC_SETTINGS``), so both keep
+  large blocks in the heap instead of page-faulting them in every batch;
 - timing: timm times ``--num-bench-iter`` steps on a fixed tensor; zoo-bench times one call (one epoch).
 
 On a shared or busy CPU the numbers are noisy (run it twice, or with the machine idle). A run with the
@@ -52,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import math
 import subprocess
 import sys
@@ -79,7 +83,12 @@ def timm_run(script: Path, mode: str, args: argparse.Namespace, steps: int, chan
                "--no-retry", "--results-file", str(results), "--results-format", "json"]
         if channels_last:
             cmd.append("--channels-last")
-        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+        env = dict(os.environ)
+        if args.device == "cpu":  # the host-memory settings zoo-bench's torch backend applies to its process
+            from zoo_bench_torch.backend import MALLOC_SETTINGS
+
+            env.update({f"MALLOC_{name[2:]}_": str(value) for name, (_, value) in MALLOC_SETTINGS.items()})
+        proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=env)
         if args.verbose:
             print(" ".join(cmd), proc.stdout, proc.stderr, sep="\n", file=sys.stderr)
         if results.exists():

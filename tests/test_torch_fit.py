@@ -42,3 +42,14 @@ def test_compile_is_refused_in_one_line_by_a_backend_without_it(tmp_path, regist
     assert row["status"] == "error"
     assert row["error"].endswith("run.compile: backend 'keras' cannot compile its network; set compile = false "
                                  "or drop 'keras' from run.backends")
+
+
+def test_large_host_blocks_stay_in_the_heap_on_cpu(registry):
+    """glibc would return every freed batch-sized block to the kernel and fault it in again next batch."""
+    import sys
+
+    backend = registry.backends["torch"](device="cpu", precision="fp32")
+    settings = backend.device().settings["malloc"]
+    if sys.platform.startswith("linux") and settings is None:
+        pytest.skip("not glibc")
+    assert settings == f"M_MMAP_THRESHOLD={2**30}, M_TRIM_THRESHOLD={2**31 - 1}, M_TOP_PAD={64 * 2**20}"
