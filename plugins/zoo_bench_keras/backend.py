@@ -340,7 +340,7 @@ class KerasBackend(Backend):
                      EpochTimer()]
         if not images and self.framework == "tensorflow" and len(y):
             train_model.fit(self._feature_batches(x, y, batch_size), epochs=epochs, verbose=0, callbacks=callbacks,
-                            steps_per_epoch=-(-len(y) // batch_size))
+                            steps_per_epoch=-(-len(y) // batch_size), shuffle=False)  # the order is drawn there
         else:
             train_model.fit(x.astype(np.float32), y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
                             callbacks=callbacks)
