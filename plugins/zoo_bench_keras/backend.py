@@ -13,6 +13,7 @@ import importlib.util
 import os
 import sys
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,10 @@ class KerasClassifier:
     base: Any
     head: Any
     pooling: str = "avg"
+
+
+# Traced inference calls per Keras model (KerasBackend._inference_call), dropped with the model.
+_GRAPHS: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
 class KerasBackend(Backend):
@@ -224,9 +229,27 @@ class KerasBackend(Backend):
         for start in range(0, len(x), batch_size):
             yield x[start:start + batch_size].astype(np.float32)
 
+    def _inference_call(self, model: Any) -> Any:
+        """``model(batch, training=False)``, traced once into a graph on TensorFlow.
+
+        Why: called eagerly, every layer of a Keras model is dispatched from Python per batch; on a 2-core
+        CPU that halved EfficientNet-Lite0's feature extraction (60 against 110 images per second). The
+        graph computes the same scores to float rounding (4e-6 on Lite0's features). Other Keras
+        backends run the model as it is.
+        """
+        if self.framework != "tensorflow":
+            return lambda batch: model(batch, training=False)
+        call = _GRAPHS.get(model)
+        if call is None:
+            import tensorflow as tf
+
+            call = tf.function(lambda batch: model(batch, training=False), reduce_retracing=True)
+            _GRAPHS[model] = call
+        return call
+
     def features(self, base: Any, images: np.ndarray, batch_size: int, pooling: str = "avg") -> np.ndarray:
-        fmodel = self._feature_model(base, pooling)
-        out = [np.asarray(fmodel(b, training=False), dtype=np.float32) for b in self._batches(images, batch_size)]
+        fmodel = self._inference_call(self._feature_model(base, pooling))
+        out = [np.asarray(fmodel(b), dtype=np.float32) for b in self._batches(images, batch_size)]
         return np.concatenate(out) if out else np.zeros((0, self.feature_dim(base, pooling)), np.float32)
 
     def _feature_batches(self, x: np.ndarray, y: np.ndarray, batch_size: int) -> Any:
@@ -365,7 +388,8 @@ class KerasBackend(Backend):
         infer = self._inference_model(model)
         if x.dtype != np.uint8:
             batch_size = max(batch_size, 1024)
-        out = [np.asarray(infer(b, training=False), dtype=np.float32) for b in self._batches(x, batch_size)]
+        infer = self._inference_call(infer)
+        out = [np.asarray(infer(b), dtype=np.float32) for b in self._batches(x, batch_size)]
         return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     def predict(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
