@@ -129,4 +129,4 @@ def test_frozen_base_epochs_on_augmented_pixels(tmp_path, registry, tiny_weights
     assert row["augmentation"] == "flip, rotation=40, width_shift=0.2, height_shift=0.2, shear=0.2, zoom=0.2"
     assert {e["input"] for e in row["history"]} == {"images"}  # every epoch ran the frozen base on pixels
     assert row["trainable_params"] < row["total_params"] and row["head_epoch_time_s"] is None
-    assert row["feature_time_s"] == 0.0
+    assert row["feature_time_s"] > 0.0  # only to score the test photos from the unchanged base's features
