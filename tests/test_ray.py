@@ -22,7 +22,7 @@ import pytest
 
 from conftest import write_suite
 from test_pool import spans
-from test_durability import QUICK as SCRATCH  # 6 trials of tiny_cnn from random weights, 6 epochs each
+from test_durability import QUICK as SCRATCH  # 6 trials of tiny_cnn from random weights, 40 epochs each
 from test_durability import assert_intact, expected_ids, group_gone
 
 if not os.environ.get("CI"):
