@@ -22,8 +22,8 @@ import pytest
 
 from conftest import write_suite
 from test_pool import spans
-from test_durability import QUICK as SCRATCH  # 6 trials of tiny_cnn from random weights, 40 epochs each
-from test_durability import assert_intact, expected_ids, group_gone
+from test_durability import QUICK as SCRATCH  # 6 trials of tiny_cnn from random weights, 6 epochs each
+from test_durability import assert_intact, expected_ids, group_gone, interruptible
 
 if not os.environ.get("CI"):
     pytest.importorskip("ray")
@@ -170,6 +170,7 @@ def start_cli(suite: Path, tmp_path: Path, *extra: str) -> subprocess.Popen:
     cmd = zoo_bench("run", str(suite), "--run-id", "r", "--results-dir", str(tmp_path / "results"),
                     "--cache-dir", str(tmp_path / "cache"), "--no-progress", *extra)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=interruptible,
                             env={**os.environ, "ZOO_BENCH_DISABLE_PLUGIN_AUTOLOAD": "1"})
 
 
