@@ -236,18 +236,17 @@ class TrialContext:
         """The training images' activations at ``cut``, each view computed when a fit first draws it."""
         def fetch(indices: np.ndarray, mirrored: bool) -> np.ndarray:
             part = self.train
-            subset = Batch(images=part.images[indices], labels=part.labels[indices],
-                           paths=[part.paths[i] for i in indices])
-            acts, seconds = self.feature_cache.activations(self.backend, self.spec, self.image_size, cut, subset,
-                                                           self.batch_size, mirrored)
-            self.cut_time_s += seconds
-            return acts
+            return self._activations(cut, Batch(images=part.images[indices], labels=part.labels[indices],
+                                                paths=[part.paths[i] for i in indices]), mirrored)
 
         return CutViews(n=len(self.train.labels), shape=cut.shape, flip=flip, fetch=fetch)
 
-    def activations(self, cut: Cut, name: str, flip: bool = False) -> np.ndarray:
+    def activations(self, cut: Cut, name: str) -> np.ndarray:
         """Activations at ``cut`` of a part's images (cached per backbone, cut, size, precision and image)."""
-        acts, seconds = self.feature_cache.activations(self.backend, self.spec, self.image_size, cut, self.part(name),
+        return self._activations(cut, self.part(name), False)
+
+    def _activations(self, cut: Cut, batch: Batch, flip: bool) -> np.ndarray:
+        acts, seconds = self.feature_cache.activations(self.backend, self.spec, self.image_size, cut, batch,
                                                        self.batch_size, flip)
         self.cut_time_s += seconds
         return acts

@@ -329,7 +329,8 @@ class KerasBackend(Backend):
         aug = augment if isinstance(augment, Augment) else Augment(flip=bool(augment))
         train_model = self._training_model(model, aug if images else Augment())
         # Features on TensorFlow: a whole epoch runs as one call (see _feature_batches); same steps, same results.
-        steps = -(-len(y) // batch_size) if not images and self.framework == "tensorflow" and len(y) else 1
+        one_call = not images and self.framework == "tensorflow" and len(y) > 0
+        steps = -(-len(y) // batch_size) if one_call else 1
         train_model.compile(optimizer=self._optimizer(optimizer),
                             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                             steps_per_execution=steps)
@@ -361,9 +362,9 @@ class KerasBackend(Backend):
 
         callbacks = [keras.callbacks.LearningRateScheduler(lambda epoch, _lr: optimizer.lr_at(epoch, epochs)),
                      EpochTimer()]
-        if not images and self.framework == "tensorflow" and len(y):
+        if one_call:
             train_model.fit(self._feature_batches(x, y, batch_size), epochs=epochs, verbose=0, callbacks=callbacks,
-                            steps_per_epoch=-(-len(y) // batch_size), shuffle=False)  # the order is drawn there
+                            steps_per_epoch=steps, shuffle=False)  # the order is drawn there
         else:
             train_model.fit(x.astype(np.float32), y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
                             callbacks=callbacks)

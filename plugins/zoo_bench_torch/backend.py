@@ -256,18 +256,20 @@ class TorchBackend(Backend):
             self.torch.mps.synchronize()
 
     # -- verbs ----------------------------------------------------------------------------------
-    def features(self, base: Any, images: np.ndarray, batch_size: int, pooling: str = "avg") -> np.ndarray:
-        torch = self.torch
-        self._check_pooling(base, pooling)
-        base.eval()
-        forward = base if pooling == "avg" else (lambda x: base.pooled(x, pooling))
+    def _infer(self, module: Any, forward: Any, x: np.ndarray, batch_size: int) -> np.ndarray | None:
+        """``forward`` over ``x`` batch by batch, ``module`` in eval mode, as float32 NumPy (None: no input)."""
+        module.eval()
         out = []
-        with torch.inference_mode(), self._autocast():
-            for start in range(0, len(images), batch_size):
-                out.append(forward(self._to_tensor(images[start:start + batch_size])).float().cpu().numpy())
-        if not out:
-            return np.zeros((0, self.feature_dim(base, pooling)), np.float32)
-        return np.concatenate(out).astype(np.float32)
+        with self.torch.inference_mode(), self._autocast():
+            for start in range(0, len(x), batch_size):
+                out.append(forward(self._to_tensor(x[start:start + batch_size])).float().contiguous().cpu().numpy())
+        return np.concatenate(out) if out else None
+
+    def features(self, base: Any, images: np.ndarray, batch_size: int, pooling: str = "avg") -> np.ndarray:
+        self._check_pooling(base, pooling)
+        forward = base if pooling == "avg" else (lambda x: base.pooled(x, pooling))
+        out = self._infer(base, forward, images, batch_size)
+        return out if out is not None else np.zeros((0, self.feature_dim(base, pooling)), np.float32)
 
     def cut(self, model: Any) -> Any:
         """Below the first block with a trainable parameter; torchvision-style and Lite bases only (a timm
@@ -288,14 +290,8 @@ class TorchBackend(Backend):
         return Cut(index=index, blocks=len(base.groups()), lower=lower, upper=Above(model, index), shape=shape)
 
     def activations(self, lower: Any, images: np.ndarray, batch_size: int, flip: bool = False) -> np.ndarray:
-        torch = self.torch
-        lower.eval()
-        out = []
-        with torch.inference_mode(), self._autocast():
-            for start in range(0, len(images), batch_size):
-                xb = self._to_tensor(images[start:start + batch_size])
-                out.append(lower(xb.flip(-1) if flip else xb).float().contiguous().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+        out = self._infer(lower, (lambda xb: lower(xb.flip(-1))) if flip else lower, images, batch_size)
+        return out if out is not None else np.zeros((0,), np.float32)
 
     def param_groups(self, model: Any, spec: OptimizerSpec) -> list[dict]:
         """The trainable parameters as optimiser groups: one, or one per depth under ``layer_decay``.
@@ -380,10 +376,11 @@ class TorchBackend(Backend):
         opt = self._optimizer(optimizer, self.param_groups(model, optimizer))
         scheduler = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: optimizer.schedule.factor(e, epochs))
         loss_fn = torch.nn.CrossEntropyLoss()
-        if views is not None:  # filled on first use; index n + i is image i mirrored
-            x_dev = torch.empty((2 * n, *views.shape), device=self._device)
-            y_dev = self._to_tensor(np.concatenate([y, y]))
-            have = np.zeros(2 * n, bool)
+        if views is not None:  # filled on first use; under a flip, index n + i is image i mirrored
+            copies = 2 if views.flip else 1
+            x_dev = torch.empty((copies * n, *views.shape), device=self._device)
+            y_dev = self._to_tensor(np.tile(y, copies))
+            have = np.zeros(copies * n, bool)
         elif images:  # uint8 pixels on the device for the whole fit where they fit (always, on CPU)
             x_dev, y_dev = self._resident(x), self._to_tensor(y)
         else:  # features are small: keep them on the device for the whole fit
@@ -516,16 +513,11 @@ class TorchBackend(Backend):
         model.eval()
 
     def logits(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
-        torch = self.torch
-        model.eval()
-        out = []
         if x.dtype != np.uint8:
             x = x.astype(np.float32)
             batch_size = max(batch_size, 1024)
-        with torch.inference_mode(), self._autocast():
-            for start in range(0, len(x), batch_size):
-                out.append(model(self._to_tensor(x[start:start + batch_size])).float().cpu().numpy())
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+        out = self._infer(model, model, x, batch_size)
+        return out if out is not None else np.zeros((0, 0), np.float32)
 
     def predict(self, model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
         scores = self.logits(model, x, batch_size)
