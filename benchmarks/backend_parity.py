@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 from zoo_bench import HeadSpec, OptimizerSpec
-from zoo_bench.backend import cpu_name
 from zoo_bench.images import ImageCache
 from zoo_bench.plugins import load_plugins
 
@@ -68,11 +67,65 @@ def full_epochs(backend, spec, images: np.ndarray, labels: np.ndarray, classes: 
 
 
 def threads() -> str:
-    import tensorflow as tf
     import torch
 
-    tf_intra = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
-    return f"torch {torch.get_num_threads()} threads, tensorflow {tf_intra} intra-op threads"
+    text = f"torch {torch.get_num_threads()} threads"
+    if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+        import tensorflow as tf
+
+        text += f", tensorflow {tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()} intra-op threads"
+    return text
+
+
+def measure(images_dir: Path, n: int = 160, backbone: str = "efficientnet_lite0", batch_size: int = 32,
+            repeats: int = 2, head_epochs_per_fit: int = 6, full: bool = False, full_epochs_per_fit: int = 2,
+            n_threads: int = 0, device: str = "cpu", precision: str = "fp32") -> dict:
+    """Medians per backend: features images/s, head epoch seconds, full epoch seconds (with ``full``)."""
+    registry = load_plugins()
+    backends = {"torch": registry.backends["torch"](device=device, precision=precision)}  # torch before TensorFlow
+    if n_threads:  # before TensorFlow runs an op
+        import torch
+
+        torch.set_num_threads(n_threads)
+        if os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.threading.set_intra_op_parallelism_threads(n_threads)
+    backends["keras"] = registry.backends["keras"](device=device, precision=precision)
+    specs = {name: registry.backbone(name, backbone) for name in BACKENDS}
+    size = specs["torch"].image_size
+    assert specs["keras"].image_size == size, "the two backends' backbones take different image sizes"
+    classes = sorted(d for d in images_dir.iterdir() if d.is_dir())
+    per_class = n // len(classes)
+    items = [(str(p), i) for i, c in enumerate(classes) for p in sorted(c.iterdir())[:per_class]]
+    batch = ImageCache(None).load(items, size)
+    images, labels = batch.images, batch.labels
+    bases = {}
+    for name in BACKENDS:
+        backends[name].seed(0)
+        bases[name] = backends[name].build_base(specs[name], pretrained=True, image_size=size)
+
+    features: dict[str, list[float]] = {name: [] for name in BACKENDS}
+    head: dict[str, list[float]] = {name: [] for name in BACKENDS}
+    full_s: dict[str, list[float]] = {name: [] for name in BACKENDS}
+    for repeat in range(repeats):
+        order = BACKENDS if repeat % 2 == 0 else BACKENDS[::-1]  # neither backend always goes first
+        for name in order:
+            seconds, feats = time_features(backends[name], bases[name], images, batch_size)
+            features[name].append(len(images) / seconds)
+            head[name] += head_epochs(backends[name], feats, labels, len(classes), head_epochs_per_fit, batch_size)
+        if full:
+            for name in order:
+                full_s[name] += full_epochs(backends[name], specs[name], images, labels, len(classes),
+                                            full_epochs_per_fit, batch_size)
+    out = {"backbone": backbone, "images": len(labels), "image_size": size, "batch_size": batch_size,
+           "repeats": repeats, "threads": threads(), "keras_backend": backends["keras"].framework,
+           "device_names": {name: b.device().name for name, b in backends.items()},
+           "precision": {name: b.precision for name, b in backends.items()}}
+    for key, values in (("features_images_per_s", features), ("head_epoch_s", head), ("full_epoch_s", full_s)):
+        if all(values.values()):
+            out[key] = {name: statistics.median(values[name]) for name in BACKENDS}
+    return out
 
 
 def main() -> None:
@@ -87,53 +140,21 @@ def main() -> None:
     parser.add_argument("--full-epochs", type=int, default=2, help="per full fit; the first is dropped")
     parser.add_argument("--threads", type=int, default=0,
                         help="intra-op threads of both frameworks (0: their defaults, one per core)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda, for both backends")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     args = parser.parse_args()
-
-    registry = load_plugins()
-    backends = {"torch": registry.backends["torch"](device="cpu", precision="fp32")}  # torch before TensorFlow
-    if args.threads:  # before TensorFlow runs an op
-        import tensorflow as tf
-        import torch
-
-        torch.set_num_threads(args.threads)
-        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    backends["keras"] = registry.backends["keras"](device="cpu", precision="fp32")
-    specs = {name: registry.backbone(name, args.backbone) for name in BACKENDS}
-    size = specs["torch"].image_size
-    assert specs["keras"].image_size == size, "the two backends' backbones take different image sizes"
-    classes = sorted(d for d in args.images.iterdir() if d.is_dir())
-    per_class = args.n // len(classes)
-    items = [(str(p), i) for i, c in enumerate(classes) for p in sorted(c.iterdir())[:per_class]]
-    batch = ImageCache(None).load(items, size)
-    images, labels = batch.images, batch.labels
-    bases = {}
-    for name in BACKENDS:
-        backends[name].seed(0)
-        bases[name] = backends[name].build_base(specs[name], pretrained=True, image_size=size)
-
-    features: dict[str, list[float]] = {name: [] for name in BACKENDS}
-    head: dict[str, list[float]] = {name: [] for name in BACKENDS}
-    full: dict[str, list[float]] = {name: [] for name in BACKENDS}
-    for repeat in range(args.repeats):
-        order = BACKENDS if repeat % 2 == 0 else BACKENDS[::-1]  # neither backend always goes first
-        for name in order:
-            seconds, feats = time_features(backends[name], bases[name], images, args.batch_size)
-            features[name].append(len(images) / seconds)
-            head[name] += head_epochs(backends[name], feats, labels, len(classes), args.head_epochs, args.batch_size)
-        if args.full:
-            for name in order:
-                full[name] += full_epochs(backends[name], specs[name], images, labels, len(classes),
-                                          args.full_epochs, args.batch_size)
-
-    print(f"{args.backbone}, {len(labels)} photos at {size} px, batch {args.batch_size}, fp32, "
+    r = measure(args.images, args.n, args.backbone, args.batch_size, args.repeats, args.head_epochs, args.full,
+                args.full_epochs, args.threads, args.device, args.precision)
+    print(f"{args.backbone}, {r['images']} photos at {r['image_size']} px, batch {args.batch_size}, {args.precision}, "
           f"{args.repeats} alternating repeats (medians; the CPU may be shared, so expect noise)")
-    print(f"device: {cpu_name()} (CPU), {os.cpu_count()} logical cores; {threads()}")
+    print(f"device: {r['device_names']['torch']}, {os.cpu_count()} logical cores; {r['threads']}; "
+          f"keras on {r['keras_backend']}")
     print(f"{'measure':<26} {'torch':>9} {'keras':>9} {'slower/faster':>14}  faster")
-    rows = [("features (images/s)", features, True), ("head epoch (ms)", head, False)]
+    rows = [("features (images/s)", "features_images_per_s", True), ("head epoch (ms)", "head_epoch_s", False)]
     if args.full:
-        rows.append(("full epoch (s)", full, False))
-    for label, values, higher_better in rows:
-        med = {name: statistics.median(values[name]) for name in BACKENDS}
+        rows.append(("full epoch (s)", "full_epoch_s", False))
+    for label, key, higher_better in rows:
+        med = dict(r[key])
         if label.endswith("(ms)"):
             med = {name: 1000 * v for name, v in med.items()}
         fast = max(BACKENDS, key=med.get) if higher_better else min(BACKENDS, key=med.get)

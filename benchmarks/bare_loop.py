@@ -75,6 +75,67 @@ def bare_features(base: torch.nn.Module, x: torch.Tensor, batch: int, device: to
     return time.perf_counter() - start
 
 
+def measure(images: Path, n: int = 160, backbone: str = "efficientnet_lite0", device: str = "cpu",
+            batch_size: int = 32, precision: str = "fp32", epochs: int = 3, repeats: int = 2,
+            image_size: int | None = None) -> dict:
+    """Median seconds of the harness and the bare loop (``full`` epoch and feature pass) and their ratios."""
+    registry = load_plugins()
+    global AUTOCAST
+    AUTOCAST = autocast(precision)
+    backend = registry.backends["torch"](device=device, precision=precision)
+    device = backend._device
+    spec = registry.backbone("torch", backbone)
+    size = image_size or spec.image_size
+    classes = sorted(d for d in images.iterdir() if d.is_dir())
+    per_class = n // len(classes)
+    items = [(str(p), i) for i, c in enumerate(classes) for p in sorted(c.iterdir())[:per_class]]
+    batch = ImageCache(None).load(items, size)
+    x_np, y_np = batch.images, batch.labels
+    x_t, y_t = torch.from_numpy(x_np), torch.from_numpy(y_np)
+    if device.type == "cuda":
+        x_t, y_t = x_t.pin_memory(), y_t.pin_memory()
+
+    def new_model():
+        backend.seed(0)
+        base = backend.build_base(spec, pretrained=True, image_size=size)
+        model = backend.attach(base, backend.new_head(backend.feature_dim(base), len(classes), HeadSpec((256,), 0.0)))
+        backend.set_trainable(model, None, bn_inference=True)
+        return model
+
+    spec_opt = OptimizerSpec("adam", 1e-4)
+    results: dict[str, list[float]] = {"full harness": [], "full bare": [], "features harness": [],
+                                       "features bare": []}
+    rng = np.random.default_rng(0)
+    for _ in range(repeats):
+        model = new_model()
+        stats = backend.fit(model, x_np, y_np, epochs=epochs, optimizer=spec_opt, batch_size=batch_size)
+        results["full harness"] += [s.seconds for s in stats[1:]]
+        model = new_model()
+        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+        times = [bare_epoch(model, x_t, y_t, opt, batch_size, rng.permutation(len(y_np)), device)
+                 for _ in range(epochs)]
+        results["full bare"] += times[1:]
+        base = model.base
+        backend.features(base, x_np[:batch_size], batch_size)  # warm-up
+        sync(device)
+        start = time.perf_counter()
+        backend.features(base, x_np, batch_size)
+        sync(device)
+        results["features harness"].append(time.perf_counter() - start)
+        bare_features(base, x_t[:batch_size], batch_size, device)
+        results["features bare"].append(bare_features(base, x_t, batch_size, device))
+
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()} (CPU)"
+    out = {"backbone": backbone, "images": len(y_np), "image_size": size, "batch_size": batch_size,
+           "precision": precision, "device_name": name, "torch": torch.__version__,
+           "threads": torch.get_num_threads()}
+    for what in ("full", "features"):
+        harness = statistics.median(results[f"{what} harness"])
+        bare = statistics.median(results[f"{what} bare"])
+        out.update({f"{what}_harness_s": harness, f"{what}_bare_s": bare, f"{what}_ratio": harness / bare})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, required=True, help="folder with one sub-folder per class")
@@ -86,58 +147,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="per measurement; the first is dropped")
     parser.add_argument("--repeats", type=int, default=2, help="alternations of harness and bare loop")
     args = parser.parse_args()
-
-    registry = load_plugins()
-    global AUTOCAST
-    AUTOCAST = autocast(args.precision)
-    backend = registry.backends["torch"](device=args.device, precision=args.precision)
-    device = backend._device
-    spec = registry.backbone("torch", args.backbone)
-    classes = sorted(d for d in args.images.iterdir() if d.is_dir())
-    per_class = args.n // len(classes)
-    items = [(str(p), i) for i, c in enumerate(classes) for p in sorted(c.iterdir())[:per_class]]
-    batch = ImageCache(None).load(items, spec.image_size)
-    x_np, y_np = batch.images, batch.labels
-    x_t, y_t = torch.from_numpy(x_np), torch.from_numpy(y_np)
-    if device.type == "cuda":
-        x_t, y_t = x_t.pin_memory(), y_t.pin_memory()
-
-    def new_model():
-        backend.seed(0)
-        base = backend.build_base(spec, pretrained=True, image_size=spec.image_size)
-        model = backend.attach(base, backend.new_head(backend.feature_dim(base), len(classes), HeadSpec((256,), 0.0)))
-        backend.set_trainable(model, None, bn_inference=True)
-        return model
-
-    spec_opt = OptimizerSpec("adam", 1e-4)
-    results: dict[str, list[float]] = {"full harness": [], "full bare": [], "features harness": [],
-                                       "features bare": []}
-    rng = np.random.default_rng(0)
-    for _ in range(args.repeats):
-        model = new_model()
-        stats = backend.fit(model, x_np, y_np, epochs=args.epochs, optimizer=spec_opt, batch_size=args.batch_size)
-        results["full harness"] += [s.seconds for s in stats[1:]]
-        model = new_model()
-        opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-        times = [bare_epoch(model, x_t, y_t, opt, args.batch_size, rng.permutation(len(y_np)), device)
-                 for _ in range(args.epochs)]
-        results["full bare"] += times[1:]
-        base = model.base
-        backend.features(base, x_np[: args.batch_size], args.batch_size)  # warm-up
-        start = time.perf_counter()
-        backend.features(base, x_np, args.batch_size)
-        results["features harness"].append(time.perf_counter() - start)
-        bare_features(base, x_t[: args.batch_size], args.batch_size, device)
-        results["features bare"].append(bare_features(base, x_t, args.batch_size, device))
-
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"{cpu_name()} (CPU)"
-    print(f"{args.backbone}, {len(y_np)} photos at {spec.image_size} px, batch {args.batch_size}, {args.precision}, on {name}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    r = measure(args.images, args.n, args.backbone, args.device, args.batch_size, args.precision, args.epochs,
+                args.repeats)
+    print(f"{r['backbone']}, {r['images']} photos at {r['image_size']} px, batch {r['batch_size']}, {r['precision']}, "
+          f"on {r['device_name']}, torch {r['torch']}, {r['threads']} threads")
     print(f"{'measure':<10} {'harness s':>10} {'bare s':>8} {'ratio':>6}")
     for what in ("full", "features"):
-        harness = statistics.median(results[f"{what} harness"])
-        bare = statistics.median(results[f"{what} bare"])
-        print(f"{what:<10} {harness:>10.2f} {bare:>8.2f} {harness / bare:>6.2f}")
+        print(f"{what:<10} {r[what + '_harness_s']:>10.2f} {r[what + '_bare_s']:>8.2f} {r[what + '_ratio']:>6.2f}")
 
 
 if __name__ == "__main__":

@@ -20,6 +20,47 @@ from zoo_bench.images import ImageCache
 from zoo_bench.plugins import load_plugins
 
 
+def measure(images: Path, n: int = 400, backbone: str = "efficientnet_lite0", backend_name: str = "torch",
+            device: str = "auto", batch_size: int = 32, repeats: int = 3, sweep: int = 8,
+            image_size: int | None = None) -> dict:
+    """One backbone pass over the images, one head epoch on their features, one head of a sweep; seconds."""
+    from zoo_bench import HeadSpec
+    from zoo_bench.backend import HeadFit
+
+    registry = load_plugins()
+    backend = registry.backends[backend_name](device=device)
+    spec = registry.backbones[backend_name][backbone]
+    size = image_size or spec.image_size
+    classes = sorted(d for d in images.iterdir() if d.is_dir())
+    per_class = n // len(classes)
+    items = [(str(p), i) for i, c in enumerate(classes) for p in sorted(c.iterdir())[:per_class]]
+    batch = ImageCache(None).load(items, size)
+    base = backend.build_base(spec, pretrained=True, image_size=size)
+    backend.features(base, batch.images[:batch_size], batch_size)  # warm-up
+
+    forward = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        feats = backend.features(base, batch.images, batch_size)  # returns host arrays: synchronised
+        forward.append(time.perf_counter() - start)
+    head = backend.new_head(feats.shape[1], len(classes), HeadSpec())
+    stats = backend.fit(head, feats, batch.labels, epochs=1 + repeats, optimizer=OptimizerSpec("adam", 1e-3),
+                        batch_size=batch_size)
+    fwd = statistics.median(forward)
+    head_epoch = statistics.median(s.seconds for s in stats[1:])
+    dev = backend.device()
+    out = {"device_name": dev.name, "device_kind": dev.kind, "precision": dev.precision, "backbone": backbone,
+           "images": len(batch.labels), "image_size": size, "batch_size": batch_size,
+           "forward_s": fwd, "head_epoch_s": head_epoch, "ratio": fwd / head_epoch, "sweep": sweep}
+    if sweep:
+        fits = [HeadFit(HeadSpec(), OptimizerSpec("adam", 1e-3 * 10 ** (k / sweep - 0.5))) for k in range(sweep)]
+        results = backend.fit_heads(feats, batch.labels, fits, num_classes=len(classes), epochs=1 + repeats,
+                                    batch_size=batch_size, seed=0)
+        swept = statistics.median(s.seconds for s in results[0].epochs[1:])  # the shared pass / heads
+        out.update(sweep_head_epoch_s=swept, sweep_ratio=fwd / swept)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=Path, required=True, help="folder with one sub-folder per class")
@@ -31,46 +72,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--sweep", type=int, default=8, help="heads trained together in the sweep line (0: none)")
     args = parser.parse_args()
-
-    registry = load_plugins()
-    backend = registry.backends[args.backend](device=args.device)
-    spec = registry.backbones[args.backend][args.backbone]
-    classes = sorted(d for d in args.images.iterdir() if d.is_dir())
-    per_class = args.n // len(classes)
-    items = [(str(p), i) for i, c in enumerate(classes) for p in sorted(c.iterdir())[:per_class]]
-    batch = ImageCache(None).load(items, spec.image_size)
-    base = backend.build_base(spec, pretrained=True, image_size=spec.image_size)
-    backend.features(base, batch.images[: args.batch_size], args.batch_size)  # warm-up
-
-    forward = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        feats = backend.features(base, batch.images, args.batch_size)
-        forward.append(time.perf_counter() - start)
-    head = backend.new_head(feats.shape[1], len(classes), __import__("zoo_bench").HeadSpec())
-    stats = backend.fit(head, feats, batch.labels, epochs=1 + args.repeats, optimizer=OptimizerSpec("adam", 1e-3),
-                        batch_size=args.batch_size)
-    head_epoch = statistics.median(s.seconds for s in stats[1:])
-    fwd = statistics.median(forward)
-    swept = None
+    r = measure(args.images, args.n, args.backbone, args.backend, args.device, args.batch_size, args.repeats,
+                args.sweep)
+    print(f"device: {r['device_name']} ({r['device_kind']}, {r['precision']})")
+    print(f"{r['backbone']}: {r['images']} images at {r['image_size']}px, batch {r['batch_size']}")
+    print(f"one backbone forward pass over the images: {r['forward_s']:.4f} s (median of {args.repeats})")
+    print(f"one head epoch on cached features:        {r['head_epoch_s']:.5f} s (median of {args.repeats})")
+    print(f"ratio: {r['ratio']:.0f}x")
     if args.sweep:
-        from zoo_bench import HeadSpec
-        from zoo_bench.backend import HeadFit
-
-        fits = [HeadFit(HeadSpec(), OptimizerSpec("adam", 1e-3 * 10 ** (k / args.sweep - 0.5)))
-                for k in range(args.sweep)]
-        results = backend.fit_heads(feats, batch.labels, fits, num_classes=len(classes), epochs=1 + args.repeats,
-                                    batch_size=args.batch_size, seed=0)
-        swept = statistics.median(s.seconds for s in results[0].epochs[1:])  # the shared pass / heads
-    device = backend.device()
-    print(f"device: {device.name} ({device.kind}, {device.precision})")
-    print(f"{args.backbone}: {len(batch.labels)} images at {spec.image_size}px, batch {args.batch_size}")
-    print(f"one backbone forward pass over the images: {fwd:.4f} s (median of {args.repeats})")
-    print(f"one head epoch on cached features:        {head_epoch:.5f} s (median of {args.repeats})")
-    print(f"ratio: {fwd / head_epoch:.0f}x")
-    if swept is not None:
-        print(f"one head epoch in a sweep of {args.sweep} heads:   {swept:.5f} s per head (the shared pass / heads)")
-        print(f"ratio: {fwd / swept:.0f}x")
+        print(f"one head epoch in a sweep of {args.sweep} heads:   {r['sweep_head_epoch_s']:.5f} s per head "
+              "(the shared pass / heads)")
+        print(f"ratio: {r['sweep_ratio']:.0f}x")
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def load_data(args: argparse.Namespace,
     return x[:n], y[:n], x[n:], y[n:], classes
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
@@ -73,9 +73,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if bool(args.features) != bool(args.labels):
-        parser.error("--features and --labels go together")
+    return parser
+
+
+def measure(args: argparse.Namespace) -> dict:
+    """Median wall and CPU seconds of (a) one head, (b) the sweep's heads one by one, (c) one fit_heads call."""
     if args.threads:
         torch.set_num_threads(args.threads)
 
@@ -116,18 +118,31 @@ def main() -> None:
             times[name].append(timed(cases[name]))
     a, b, c = (statistics.median(t[0] for t in times[name]) for name in "abc")
     a_cpu, b_cpu, c_cpu = (statistics.median(t[1] for t in times[name]) for name in "abc")
-
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
-    print(f"device: {name} ({device.type}, {precision}); torch {torch.__version__}; "
-          f"{torch.get_num_threads()} CPU threads")
-    print(f"data: {len(y)} train + {len(yv)} val vectors of width {x.shape[1]}, {classes} classes; "
+    return {"device_name": name, "device_kind": device.type, "precision": precision, "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "train": len(y), "val": len(yv), "dim": x.shape[1],
+            "classes": classes, "heads": len(sweep), "epochs": args.epochs, "batch_size": args.batch_size,
+            "one_head_s": a, "one_by_one_s": b, "batched_s": c, "one_head_cpu_s": a_cpu,
+            "one_by_one_cpu_s": b_cpu, "batched_cpu_s": c_cpu, "speedup": b / c, "sweep_cost_in_fits": c / a}
+
+
+def main() -> None:
+    parser = build_parser()
+    args = parser.parse_args()
+    if bool(args.features) != bool(args.labels):
+        parser.error("--features and --labels go together")
+    r = measure(args)
+    print(f"device: {r['device_name']} ({r['device_kind']}, {r['precision']}); torch {r['torch']}; "
+          f"{r['threads']} CPU threads")
+    print(f"data: {r['train']} train + {r['val']} val vectors of width {r['dim']}, {r['classes']} classes; "
           f"hidden {tuple(args.hidden)}, dropout {args.dropout}, batch {args.batch_size}, {args.epochs} epochs; "
-          f"sweep of {len(sweep)} adam heads (lr x weight_decay); median of {args.repeats}")
-    rows = [("(a) one head alone", a, a_cpu),
-            (f"(b) {len(sweep)} heads one after another", b, b_cpu),
-            (f"(c) {len(sweep)} heads in one fit_heads call", c, c_cpu),
-            ("speed-up over separate fits (b)/(c)", b / c, b_cpu / c_cpu),
-            ("batched sweep cost in single fits (c)/(a)", c / a, c_cpu / a_cpu)]
+          f"sweep of {r['heads']} adam heads (lr x weight_decay); median of {args.repeats}")
+    rows = [("(a) one head alone", r["one_head_s"], r["one_head_cpu_s"]),
+            (f"(b) {r['heads']} heads one after another", r["one_by_one_s"], r["one_by_one_cpu_s"]),
+            (f"(c) {r['heads']} heads in one fit_heads call", r["batched_s"], r["batched_cpu_s"]),
+            ("speed-up over separate fits (b)/(c)", r["speedup"], r["one_by_one_cpu_s"] / r["batched_cpu_s"]),
+            ("batched sweep cost in single fits (c)/(a)", r["sweep_cost_in_fits"],
+             r["batched_cpu_s"] / r["one_head_cpu_s"])]
     print(f"{'':<44}{'wall s':>10}{'CPU s':>10}")
     for label, wall, cpu in rows[:3]:
         print(f"{label:<44}{wall:>10.3f}{cpu:>10.3f}")

@@ -148,3 +148,25 @@ def test_tuned_numbers_are_compared_and_gated():
     assert [(line.config, line.status) for line in tuned if line.metric == "accuracy"] == [
         ("tuned:torch/m/svm/n=8", "fail")]
     assert result.exit_code == 1
+
+
+def test_gates_with_a_pattern_judge_only_the_configurations_they_match():
+    from zoo_bench.compare import Side, compare
+
+    def side(accuracy):
+        return Side("s", [{"trial_id": f"torch/m/{name}/n=8/seed=0", "backend": "torch", "backbone": "m",
+                           "strategy": name, "params": None, "size_per_class": 8, "seed": 0, "status": "ok",
+                           "test_accuracy": acc, "epoch_time_s": 1.0} for name, acc in accuracy.items()], {}, {})
+
+    base = side({"svm": 0.90, "full": 0.90, "scratch": 0.90})
+    # svm drops 2 points (limit 1: fail), full drops 2 (limit 3: pass), scratch drops 30 (no gate: info)
+    current = side({"svm": 0.88, "full": 0.88, "scratch": 0.60})
+    gates = [Gate.parse("accuracy:-1pt@*/svm*"), Gate.parse("accuracy:-3pt@*/full*")]
+    result = compare(base, current, gates)
+    status = {line.config.split("/")[2]: (line.status, line.note) for line in result.lines if line.metric == "accuracy"}
+    assert status == {"svm": ("fail", "gate accuracy:-1pt"), "full": ("pass", "gate accuracy:-3pt"),
+                      "scratch": ("info", "")}
+    assert result.exit_code == 1
+    assert compare(base, side({"svm": 0.895, "full": 0.88, "scratch": 0.1}), gates).exit_code == 0
+    with pytest.raises(Exception, match="PATTERN"):
+        Gate.parse("accuracy:-1pt@")

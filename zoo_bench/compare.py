@@ -10,6 +10,7 @@ Exit codes: 0 pass; 1 regression; 2 usage error, unreadable file or no baseline;
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import platform
 import re
@@ -37,22 +38,33 @@ class CompareInputError(UsageError):
 
 @dataclass(frozen=True)
 class Gate:
-    """``accuracy:-1pt``: fail when accuracy drops by more than 1 point; ``epoch_time:+25%``."""
+    """``accuracy:-1pt``: fail when accuracy drops by more than 1 point; ``epoch_time:+25%``.
+
+    ``accuracy:-3pt@*/full*`` applies only to the configurations (trial ids without the seed) that the
+    shell pattern matches, so one comparison can hold cheap, stable strategies to a tighter limit than
+    noisier ones, and leave others ungated (reported as ``info``).
+    """
 
     metric: str
     limit: float
     unit: str
+    pattern: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> "Gate":
-        m = re.fullmatch(r"(\w+):([+-]?\d+(?:\.\d+)?)(pt|%)", text.strip())
+        m = re.fullmatch(r"(\w+):([+-]?\d+(?:\.\d+)?)(pt|%)(?:@(\S+))?", text.strip())
         if not m or m.group(1) not in METRICS:
-            raise UsageError(f"--fail {text!r}: expected METRIC:LIMIT with METRIC in "
-                             f"{', '.join(METRICS)} and LIMIT like -1pt or +25%")
-        metric, limit, unit = m.group(1), float(m.group(2)), m.group(3)
+            raise UsageError(f"--fail {text!r}: expected METRIC:LIMIT[@PATTERN] with METRIC in "
+                             f"{', '.join(METRICS)}, LIMIT like -1pt or +25% and PATTERN a shell pattern on "
+                             "trial ids such as '*/svm*'")
+        metric, limit, unit, pattern = m.group(1), float(m.group(2)), m.group(3), m.group(4)
         if metric == "accuracy" and unit != "pt":
             raise UsageError(f"--fail {text!r}: accuracy limits are in points, like accuracy:-1pt")
-        return cls(metric, limit, unit)
+        return cls(metric, limit, unit, pattern)
+
+    def applies(self, metric: str, config: str) -> bool:
+        """Whether this gate judges ``metric`` of the configuration ``config``."""
+        return self.metric == metric and (self.pattern is None or fnmatch.fnmatchcase(config, self.pattern))
 
 
 def worker_threads(side: "Side") -> list[int]:
@@ -202,11 +214,10 @@ def compare(baseline: Side, current: Side, gates: list[Gate], strategies: dict[s
     ``[select]`` on both sides are also compared on their tuned numbers (lines ``tuned:...``).
     """
     warnings: list[str] = []
-    gate = {g.metric: g for g in gates}
     same_machine = baseline.machine.get("devices") == current.machine.get("devices") and \
         baseline.machine.get("cpu_count") == current.machine.get("cpu_count") and \
         worker_threads(baseline) == worker_threads(current)
-    if "epoch_time" in gate and not same_machine:
+    if any(g.metric == "epoch_time" for g in gates) and not same_machine:
         warnings.append(f"timing gate skipped: the machines differ (baseline {baseline.machine.get('devices')}, "
                         f"{baseline.machine.get('cpu_count')} CPUs, worker threads {worker_threads(baseline)}; "
                         f"current {current.machine.get('devices')}, {current.machine.get('cpu_count')} CPUs, "
@@ -238,6 +249,7 @@ def compare(baseline: Side, current: Side, gates: list[Gate], strategies: dict[s
             lines.append(Line(config, "all", None, None, None, "missing", f"seeds {sorted(missing_seeds)} missing"))
             broken = True
         for metric, (column, unit) in METRICS.items():
+            applicable = [g for g in gates if g.applies(metric, config)]
             b = estimate(r.get(column) for r in b_rows if r.get("status") == "ok")
             c = estimate(r.get(column) for r in c_rows if r.get("status") == "ok")
             if c is None and b is None:
@@ -247,23 +259,22 @@ def compare(baseline: Side, current: Side, gates: list[Gate], strategies: dict[s
                 continue
             if b is None or c is None:
                 continue
+            status = "info"
             if metric == "accuracy":
                 delta = (c.mean - b.mean) * 100
-                g = gate.get("accuracy")
-                status = "info"
-                if g is not None:
-                    status = "fail" if overlap_rule(b, c, g.limit) else "pass"
+                if applicable:
+                    failed = [g for g in applicable if overlap_rule(b, c, g.limit)]
+                    status = "fail" if failed else "pass"
             else:
                 delta = c.mean / b.mean - 1 if b.mean else None
-                g = gate.get("epoch_time")
-                status = "info"
-                if g is not None:
+                if applicable:
                     if not same_machine:
                         status = "skipped"
                     elif delta is not None:
-                        status = "fail" if delta * 100 > g.limit else "pass"
+                        status = "fail" if any(delta * 100 > g.limit for g in applicable) else "pass"
             regressed |= status == "fail"
-            lines.append(Line(config, metric, b, c, delta, status))
+            note = "; ".join(f"gate {g.metric}:{g.limit:+g}{g.unit}" for g in applicable if g.pattern)
+            lines.append(Line(config, metric, b, c, delta, status, note))
     code = 3 if broken else (1 if regressed else 0)
     return Report(lines, warnings, code)
 
