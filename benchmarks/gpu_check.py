@@ -121,17 +121,21 @@ class Check:
         tmp.replace(self.result_path)
 
 
-def zoo(argv: list[str]) -> int:
-    """``zoo-bench ARGV`` in this process."""
+def run_suite(c: Check, suite: Path, run_id: str, *extra: Any, quick_profile: bool = True,
+              cache: str = "cache") -> tuple[int, list[dict[str, Any]]]:
+    """``zoo-bench run`` of a suite named gpu_check, in this process; its exit code and its rows.
+
+    ``quick_profile``: under --quick, apply the suite's ``quick`` profile (suites/gpu_check.toml has one).
+    """
     from zoo_bench import cli
-
-    return cli.main([str(a) for a in argv])
-
-
-def run_rows(run_dir: Path) -> list[dict[str, Any]]:
     from zoo_bench.results import RunStore
 
-    return RunStore(run_dir).rows()
+    profile = ["--profile", "quick"] if c.quick and quick_profile else ["--no-profile"]
+    code = cli.main([str(a) for a in ("run", suite, "--data-root", c.subset, "--results-dir", c.work / "results",
+                                      "--run-id", run_id, "--cache-dir", c.work / cache, "--no-progress",
+                                      "--device", c.device, *profile, *extra)])
+    run_dir = c.work / "results" / "gpu_check" / run_id
+    return code, (RunStore(run_dir).rows() if (run_dir / "trials.jsonl").exists() else [])
 
 
 def first_error(rows: list[dict[str, Any]]) -> str:
@@ -192,11 +196,7 @@ def part_suite(c: Check) -> None:
     from zoo_bench.compare import compare, gates_from, load_side
     from zoo_bench.plugins import load_plugins
 
-    run_dir = c.work / "results" / "gpu_check" / "check"
-    code = zoo(["run", SUITE, "--data-root", c.subset, "--results-dir", c.work / "results", "--run-id", "check",
-                "--cache-dir", c.work / "cache", "--no-progress", "--device", c.device,
-                *(["--profile", "quick"] if c.quick else ["--no-profile"])])
-    rows = run_rows(run_dir) if (run_dir / "trials.jsonl").exists() else []
+    code, rows = run_suite(c, SUITE, "check")
     # --quick runs other sizes than the baseline: its accuracies are not set beside it
     baseline = {} if c.quick else {r["strategy"]: r for r in json.loads(BASELINE.read_text())["trials"]}
     c.line("| strategy | CPU baseline | this run | delta | epoch (median after the first) | first epoch | "
@@ -227,7 +227,7 @@ def part_suite(c: Check) -> None:
     if c.quick:
         c.line("The gate against the CPU baseline is not applied in --quick: the baseline is the full subset.")
         return
-    current = load_side(run_dir)
+    current = load_side(c.work / "results" / "gpu_check" / "check")
     result = compare(load_side(BASELINE), current, gates_from(None, current.suite), load_plugins().strategies)
     c.line("\n" + report.compare_markdown(result, BASELINE.relative_to(REPO).as_posix(), "this run"))
     for line in result.lines:
@@ -315,12 +315,9 @@ def part_pool(c: Check) -> None:
     c.line("| ---: | --- | ---: | ---: | --- |")
     for workers in (1, 2):
         start = time.perf_counter()
-        code = zoo(["run", SUITE, "--data-root", c.subset, "--results-dir", c.work / "results",
-                    "--run-id", f"w{workers}", "--cache-dir", c.work / f"cache{workers}", "--no-progress",
-                    "--device", c.device, "--workers", workers, *(["--gpus", "0"] if c.gpu else []),
-                    "--trials", "*/svm*", "*/last_layer*", *(["--profile", "quick"] if c.quick else ["--no-profile"])])
+        code, rows = run_suite(c, SUITE, f"w{workers}", "--workers", workers, *(["--gpus", "0"] if c.gpu else []),
+                               "--trials", "*/svm*", "*/last_layer*", cache=f"cache{workers}")
         wall = time.perf_counter() - start
-        rows = run_rows(c.work / "results" / "gpu_check" / f"w{workers}")
         results[workers] = rows
         ok = sum(r["status"] == "ok" for r in rows)
         accs = {r["strategy"]: r.get("test_accuracy") for r in rows}
@@ -353,9 +350,7 @@ def part_keras_jax(c: Check) -> None:
     suite = c.work / "parity.toml"
     suite.write_text(SUITE.read_text().split("[strategies.svm]")[0].replace(
         'backends = ["torch"]', 'backends = ["torch", "keras"]') + "[strategies.svm]\n[strategies.last_layer]\n")
-    code = zoo(["run", suite, "--data-root", c.subset, "--results-dir", c.work / "results", "--run-id", "jax",
-                "--cache-dir", c.work / "cache", "--no-progress", "--device", c.device, "--no-profile"])
-    rows = run_rows(c.work / "results" / "gpu_check" / "jax")
+    code, rows = run_suite(c, suite, "jax", quick_profile=False)
     acc = {(r["backend"], r["strategy"]): r.get("test_accuracy") for r in rows}
     c.line("| strategy | torch | keras (JAX) | keras - torch |")
     c.line("| --- | ---: | ---: | ---: |")
@@ -408,10 +403,7 @@ def part_timm(c: Check) -> None:
         'backbones = ["efficientnet_lite0"]', 'backbones = ["timm:test_vit.r160_in1k"]').replace(
         "sizes = [100]", f"sizes = [{10 if c.quick else 100}]")
         + "[strategies.svm]\n[strategies.last_layer]\n" + ("epochs = 2\n" if c.quick else ""))
-    code = zoo(["run", suite, "--data-root", c.subset, "--results-dir", c.work / "results", "--run-id", "timm",
-                "--cache-dir", c.work / "cache", "--weights-dir", weights, "--no-progress", "--device", c.device,
-                "--no-profile"])
-    rows = run_rows(c.work / "results" / "gpu_check" / "timm")
+    code, rows = run_suite(c, suite, "timm", "--weights-dir", weights, quick_profile=False)
     for r in rows:
         c.row(strategy=r["strategy"], status=r["status"], test_accuracy=r.get("test_accuracy"),
               feature_time_s=r.get("feature_time_s"), device_name=r.get("device_name"), precision=r.get("precision"))
