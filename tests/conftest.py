@@ -131,18 +131,23 @@ def run_inprocess(suite_path: Path, registry, tmp_path: Path, cache_dir: Path, r
     return store, reporter
 
 
-@pytest.fixture(scope="session")
-def real_photos(tmp_path_factory):
-    """A small folder data set of real cats_dogs photos: 10 train and 4 test photos per class."""
+def copy_photos(root: Path, train: int, test: int) -> Path:
+    """A folder data set at ``root``: the first ``train`` and ``test`` cats_dogs photos of each class
+    (skips the test where ../shared/data is missing)."""
     if not (SHARED_DATA / "cats_dogs").is_dir():
         pytest.skip("needs ../shared/data/cats_dogs")
-    root = tmp_path_factory.mktemp("real_photos") / "cd"
-    for part, count in (("train", 10), ("test", 4)):
+    for part, count in (("train", train), ("test", test)):
         for cls in ("cat", "dog"):
             (root / part / cls).mkdir(parents=True)
             for path in sorted((SHARED_DATA / "cats_dogs" / part / cls).iterdir())[:count]:
                 shutil.copy(path, root / part / cls / path.name)
     return root
+
+
+@pytest.fixture(scope="session")
+def real_photos(tmp_path_factory):
+    """A small folder data set of real cats_dogs photos: 10 train and 4 test photos per class."""
+    return copy_photos(tmp_path_factory.mktemp("real_photos") / "cd", 10, 4)
 
 
 def photo_suite(photos, backend: str, backbone: str, image_size: int, strategies: str) -> str:

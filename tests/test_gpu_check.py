@@ -47,8 +47,8 @@ def test_quick_mode_runs_every_cpu_part_ok(quick_run):
     rows = [json.loads(line) for line in (tmp / "out" / "rows.jsonl").read_text().splitlines()]
     assert {r["part"] for r in rows} == CPU_PARTS
     suite_rows = [r for r in rows if r["part"] == 2 and "strategy" in r]
-    assert {r["strategy"] for r in suite_rows} == {"svm", "last_layer", "frozen_pixels", "last_n", "fpt", "full",
-                                                    "scratch"}
+    assert {r["strategy"] for r in suite_rows} == {"svm", "logreg", "knn", "last_layer", "frozen_pixels", "last_n",
+                                                    "fpt", "full", "scratch"}
     assert all(r["status"] == "ok" and r["precision"] == "fp32" for r in suite_rows)
     [oom] = [r for r in rows if r["part"] == 9]
     assert oom["simulated"] and oom["final_batch_size"] == 4 and len(oom["retries"]) == 2

@@ -11,7 +11,7 @@ def test_grid_is_the_product_with_sweeps(tmp_path, registry):
     assert len(trials) == (3 + 1) * 2 * 2
     ids = [t.id for t in trials]
     assert len(set(ids)) == len(ids)
-    assert "torch/mini_cnn/svm[C=0.1]/n=4/seed=1" in ids
+    assert "torch/mini_cnn/svm[C=0.1,preprocess=none]/n=4/seed=1" in ids
     fpt = [t for t in trials if t.strategy == "fpt"][0]
     assert fpt.id == ("torch/mini_cnn/fpt[augment=flip,dropout=0.5,finetune_epochs=3,finetune_lr=0.0001,"
                       "finetune_momentum=0.9,finetune_optimizer=sgd,finetune_weight_decay=0.0,head_epochs=2,"

@@ -119,7 +119,7 @@ def on_path(site, monkeypatch):
 def test_every_fault_is_one_line_and_first_party_wins(on_path):
     registry = plugins_mod.load_plugins()
     assert registry.load_errors == EXPECTED
-    assert registry.strategies["svm"].__module__ == "zoo_bench_strategies.strategies"
+    assert registry.strategies["svm"].__module__ == "zoo_bench_strategies.probes"
     assert registry.backends["torch"].__module__ == "zoo_bench_torch.backend"
     assert registry.datasets["synthetic"].__module__ == "zoo_bench_datasets.sources"
     assert registry.downloads["cats_dogs"].url != "https://example.invalid/x.zip"

@@ -6,7 +6,7 @@ from types import ModuleType
 
 from zoo_bench import Strategy, __version__, hookimpl
 from zoo_bench import plugins as plugins_mod
-from zoo_bench_strategies.strategies import Svm
+from zoo_bench_strategies.probes import Svm
 
 
 def fake_ep(name: str, value: str) -> metadata.EntryPoint:

@@ -18,6 +18,8 @@ pytestmark = pytest.mark.skipif(not (SHARED_DATA / "cats_dogs").is_dir(), reason
 
 STRATEGIES = """
 [strategies.svm]
+preprocess = ["l2", "standardize"]
+[strategies.logreg]
 [strategies.last_layer]
 epochs = 2
 [strategies.fpt]
@@ -54,7 +56,7 @@ def test_torch_models_reproduce_their_predictions(tmp_path, registry, tiny_weigh
     rows = check_reproduces(store, registry)
     kinds = {r["strategy"]: json.loads((store.run_dir / r["model_dir"] / "model.json").read_text())["kind"]
              for r in rows}
-    assert kinds == {"svm": "linear", "last_layer": "classifier", "fpt": "classifier", "scratch": "classifier",
+    assert kinds == {"svm": "linear", "logreg": "linear", "last_layer": "classifier", "fpt": "classifier", "scratch": "classifier",
                      "last_n": "classifier", "frozen_pixels": "classifier"}
     assert {r["strategy"]: r["cut"] for r in rows}["last_n"] == "2/3"
     assert sorted(p.name for p in (store.run_dir / rows[0]["model_dir"]).iterdir()) in (

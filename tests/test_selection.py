@@ -56,6 +56,10 @@ metric = "{metric}"
 refit = true
 [strategies.svm]
 C = [0.01, 1.0]
+[strategies.logreg]
+C = [0.01, 1.0, 100.0]
+[strategies.knn]
+k = [1, 5]
 [strategies.last_layer]
 epochs = 4
 lr = [1e-3, 1e-2]
@@ -95,23 +99,23 @@ def test_corrupted_test_labels_change_no_selection_only_the_reported_accuracy(tm
         recorded = store.meta()["selection"]
         shutil.rmtree(root)
     clean, corrupt = runs[False], runs[True]
-    assert set(clean["strategy"]) == {"svm", "last_layer", "last_n", "fpt", "full", "scratch"}
+    assert set(clean["strategy"]) == {"svm", "logreg", "knn", "last_layer", "last_n", "fpt", "full", "scratch"}
     # everything a selection may read is identical ...
     for column in ("val_accuracy", "val_loss", "val_balanced_accuracy", "best_epoch", "epochs"):
         assert clean[column].equals(corrupt[column]), column
     # ... the test labels were really different ...
     assert not np.allclose(clean["test_accuracy"].astype(float), corrupt["test_accuracy"].astype(float))
-    tuned = {"svm": ["C"], "last_layer": ["lr", "weight_decay"], "last_n": ["finetune_lr"], "fpt": ["finetune_lr"],
+    tuned = {"svm": ["C"], "logreg": ["C"], "knn": ["k"], "last_layer": ["lr", "weight_decay"], "last_n": ["finetune_lr"], "fpt": ["finetune_lr"],
              "full": ["lr"], "scratch": ["lr"]}
     assert recorded["tuned"] == tuned and recorded["metric"] == "val_accuracy" and recorded["refit"] is True
     for metric in ("val_loss", "val_balanced_accuracy", "val_accuracy"):
         chosen = {k: choose(v.reset_index(), {"metric": metric, "tuned": tuned}) for k, v in runs.items()}
         # ... and the same configurations are chosen; only the accuracies reported for them differ
         assert chosen[False]["trial_id"].tolist() == chosen[True]["trial_id"].tolist(), metric
-    assert len(chosen[False]) == 6 * 2  # a cell per strategy and seed
+    assert len(chosen[False]) == 8 * 2  # a cell per strategy and seed
     assert chosen[False]["test_accuracy"].tolist() != chosen[True]["test_accuracy"].tolist()
     assert (chosen[False]["configs_tried"] == chosen[False]["strategy"].map(
-        {"svm": 2, "last_layer": 4, "last_n": 2, "fpt": 2, "full": 2, "scratch": 2})).all()
+        {"svm": 2, "logreg": 3, "knn": 2, "last_layer": 4, "last_n": 2, "fpt": 2, "full": 2, "scratch": 2})).all()
     # refit: the configuration chosen on validation (by the suite's metric) was retrained on train + validation
     refits = {k: v[v["refit"].fillna(False).astype(bool)] for k, v in runs.items()}
     chosen_by_suite = choose(clean.reset_index()[~clean["refit"].fillna(False).astype(bool).values],

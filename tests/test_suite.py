@@ -22,7 +22,7 @@ def problems(tmp_path, registry, body: str, profile=None) -> list[str]:
 def test_valid_suite_fills_defaults(tmp_path, registry):
     suite = parse_suite(write_suite(tmp_path, BASE + "[strategies.fpt]\nfinetune_lr = [1e-4, 1e-3]\n"), registry)
     assert suite.name == "tiny" and suite.sizes == (8,) and suite.batch_size == 8
-    assert suite.strategies["svm"] == {"C": [1.0], "pooling": ["avg"]}
+    assert suite.strategies["svm"] == {"C": [1.0], "preprocess": ["none"], "pooling": ["avg"]}
     assert suite.strategies["fpt"]["finetune_lr"] == [1e-4, 1e-3]
     assert suite.strategies["fpt"]["head_epochs"] == [10]
     assert suite.image_size is None and suite.precision == "auto"
@@ -52,7 +52,7 @@ def test_unknown_names_list_allowed_values(tmp_path, registry):
     assert "run.backbones[1]: unknown backbone 'resnet5O' for backend 'torch' (allowed: " in text
     assert "resnet50" in text
     assert "dataset.source: unknown data-set source 'flder' (allowed: folder, kaggle-flat, synthetic)" in text
-    assert "strategies.svn: unknown strategy (allowed: fpt, frozen_pixels, full, last_layer, last_n, scratch, svm)" in text
+    assert "strategies.svn: unknown strategy (allowed: fpt, frozen_pixels, full, knn, last_layer, last_n, logreg, scratch, svm)" in text
 
 
 def test_unknown_backend(tmp_path, registry):
@@ -274,7 +274,7 @@ def test_select_adds_default_search_spaces_only_where_the_suite_set_nothing(tmp_
                                              "val_loss, val_balanced_accuracy)"),
     ('[select]\nsearch = "random"\n', "select.search: unknown search 'random' (allowed: none, default)"),
     ('[select]\ntune = ["finetune_lr"]\n', "select.tune[0]: 'finetune_lr' is not a parameter of the suite's "
-                                           "strategies (allowed: C, pooling)"),
+                                           "strategies (allowed: C, pooling, preprocess)"),
 ])
 def test_select_is_checked(tmp_path, registry, body, expected):
     assert only_problem(tmp_path, registry, BASE + body) == expected

@@ -26,8 +26,8 @@ def test_the_strategies_plugin_keeps_the_contract():
     import zoo_bench_strategies
 
     report = check_plugin(zoo_bench_strategies)
-    assert {c.split("'")[1] for c in report.checked} == {"svm", "last_layer", "frozen_pixels", "last_n", "fpt", "full",
-                                                         "scratch"}
+    assert {c.split("'")[1] for c in report.checked} == {"svm", "logreg", "knn", "last_layer", "frozen_pixels",
+                                                         "last_n", "fpt", "full", "scratch"}
 
 
 def test_a_third_party_style_backbone_plugin_keeps_the_contract():

@@ -312,6 +312,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     prepared = prepare_run(suite, registry, options, args.results_dir / suite.name / run_id, trials=trials,
                            console=report.err)
     store = prepared.store
+    trials = prepared.trials
+    for trial_id, why in prepared.not_applicable:
+        report.message(f"not run: {trial_id}: {why}")
     if prepared.healed_bytes:
         report.message(f"{store.jsonl}: removed an unfinished last line ({prepared.healed_bytes} bytes) left by an "
                        "interrupted write")

@@ -141,18 +141,17 @@ def canonical_config(row: dict[str, Any], strategies: dict[str, Any] | None) -> 
     if cls is None or not isinstance(row.get("params"), dict) or row["trial_id"].startswith("tuned:"):
         return config_id(row["trial_id"])
     from .grid import strategy_label
+    from .params import id_params, quiet_defaults, with_defaults
 
     specs = cls.param_specs()
     renamed = getattr(cls, "renamed_params", {}) or {}
-    params = {spec_name: spec.default for spec_name, spec in specs.items()}
+    params = with_defaults({}, cls.params)  # what a row without a parameter meant
     for key, value in row["params"].items():
         key = renamed.get(key, key)
         if key in specs:
             params[key] = specs[key].canonical(value)
         else:  # a parameter that no longer exists: keep it, so the configurations do not merge
             params[key] = value
-    from .params import id_params, quiet_defaults
-
     params = id_params(params, quiet_defaults(cls.params))
     return f"{row['backend']}/{row['backbone']}/{strategy_label(row['strategy'], params)}/n={row['size_per_class']}"
 

@@ -265,13 +265,12 @@ class TrialContext:
                 self.on_epoch(phase_offset + index, total, stats)
         return callback
 
-    def train_heads(self, params: dict[str, Any], fit_of: Callable[[dict[str, Any]], HeadFit],
-                    epochs: int) -> HeadFitResult:
-        """This trial's head on cached features, trained together with its sweep's heads.
+    def sweep_together(self, params: dict[str, Any], compute: Callable[[list[dict[str, Any]]], list[Any]]) -> Any:
+        """This trial's result, computed together with the pending trials of its sweep.
 
-        ``fit_of`` maps a trial's parameters to its :class:`HeadFit`. The first trial of a sweep trains
-        every pending head in one :meth:`Backend.fit_heads` call and leaves the others theirs; raises
-        NotImplementedError where the backend has no ``fit_heads`` (the strategy then fits alone).
+        The first trial of a sweep calls ``compute`` on every pending configuration (its own first) and
+        leaves the others their results; a later trial of the sweep takes its own. ``sweep_heads`` says
+        how many configurations were computed together.
         """
         key = (self.sweep_key, self.batch_size, self.image_size)
         if self.head_sweeps is not None and self.sweep:
@@ -281,11 +280,21 @@ class TrialContext:
                 return result
         mine = params_key(params)
         configs = [params] + [q for q in self.sweep if params_key(q) != mine]
-        results = self.backend.fit_heads(
-            self.features("train"), self.train.labels, [fit_of(q) for q in configs], num_classes=self.num_classes,
-            epochs=epochs, batch_size=self.batch_size, seed=self.seed, val=self.val_data(features=True),
-            on_epoch=self.epoch_callback(0, epochs))
+        results = compute(configs)
         self.sweep_heads = len(configs)
         if self.head_sweeps is not None and len(configs) > 1:
             self.head_sweeps.put(key, {params_key(q): (len(configs), r) for q, r in zip(configs[1:], results[1:])})
         return results[0]
+
+    def train_heads(self, params: dict[str, Any], fit_of: Callable[[dict[str, Any]], HeadFit],
+                    epochs: int) -> HeadFitResult:
+        """This trial's head on cached features, trained together with its sweep's heads.
+
+        ``fit_of`` maps a trial's parameters to its :class:`HeadFit`. The first trial of a sweep trains
+        every pending head in one :meth:`Backend.fit_heads` call and leaves the others theirs; raises
+        NotImplementedError where the backend has no ``fit_heads`` (the strategy then fits alone).
+        """
+        return self.sweep_together(params, lambda configs: self.backend.fit_heads(
+            self.features("train"), self.train.labels, [fit_of(q) for q in configs], num_classes=self.num_classes,
+            epochs=epochs, batch_size=self.batch_size, seed=self.seed, val=self.val_data(features=True),
+            on_epoch=self.epoch_callback(0, epochs)))

@@ -28,6 +28,9 @@ class Param:
         in_id: False for a parameter added after trial ids were in use: left out of a trial's id (and
             its recorded ``params``) while at its default, so runs, resumes and baselines from before
             it existed keep their ids. Its value still reaches the strategy.
+        quiet: for a parameter added after trial ids were in use whose default is not what the older
+            trials did: the value a trial id without the parameter means. Left out of ids only at this
+            value (the default, when it differs, appears in every id). Implies ``in_id=False``.
     """
 
     default: Any
@@ -40,6 +43,16 @@ class Param:
     help: str = ""
     in_id: bool = True
     type_name: str | None = None  # where the default cannot tell (an empty list): "list[str]"
+    quiet: Any = None  # see above; None: the default (when ``in_id`` is False)
+
+    @property
+    def quiet_value(self) -> Any:
+        """What a trial id that leaves this parameter out means (only for parameters not always in ids)."""
+        return self.default if self.quiet is None else self.quiet
+
+    @property
+    def always_in_id(self) -> bool:
+        return self.in_id and self.quiet is None
 
     def canonical(self, value: Any) -> Any:
         """``value`` with an older spelling replaced by today's."""
@@ -89,8 +102,8 @@ def defaults(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def quiet_defaults(params: Mapping[str, Any]) -> dict[str, Any]:
-    """The parameters left out of trial ids while at their default (``in_id=False``) -> that default."""
-    return {k: spec.default for k, spec in param_specs(params).items() if not spec.in_id}
+    """The parameters left out of trial ids at one value (``in_id=False`` or ``quiet``) -> that value."""
+    return {k: spec.quiet_value for k, spec in param_specs(params).items() if not spec.always_in_id}
 
 
 def id_params(params: dict[str, Any], quiet: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,10 +112,12 @@ def id_params(params: dict[str, Any], quiet: Mapping[str, Any]) -> dict[str, Any
 
 
 def with_defaults(params: Mapping[str, Any], declared: Mapping[str, Any]) -> dict[str, Any]:
-    """A trial's parameters with every declared one present (quiet defaults filled back in)."""
+    """A trial's parameters (as its id names them) with every declared one present: a parameter the id
+    leaves out gets the value that absence means (its ``quiet`` value), any other its default."""
     import copy
 
     out = {k: copy.deepcopy(v) for k, v in defaults(declared).items()}
+    out.update(quiet_defaults(declared))
     out.update(params)
     return out
 

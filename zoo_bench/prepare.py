@@ -167,6 +167,7 @@ class PreparedRun:
     trials: list[Trial]
     run_id: str
     healed_bytes: int = 0  # bytes of an unfinished last line an interrupted write had left, now removed
+    not_applicable: list[tuple[str, str]] = field(default_factory=list)  # (trial id, why): not run
 
 
 def prepare_run(suite: Suite, registry: Registry, options: RunOptions, run_dir: Path, *,
@@ -179,10 +180,35 @@ def prepare_run(suite: Suite, registry: Registry, options: RunOptions, run_dir: 
     trials = expand(suite) if trials is None else trials
     listing = list_dataset(suite, registry, options, console=console)
     check_sizes(suite, listing)
+    trials, not_applicable = applicable(trials, suite, registry, listing)
     store = RunStore(run_dir)
     if lock:
         store.lock()
     healed = store.heal()
     backends = make_backends(suite, registry, options)
     store.write_meta(run_metadata(suite, run_dir.name, backends, len(trials), listing.classes))
-    return PreparedRun(suite, registry, options, listing, store, backends, trials, run_dir.name, healed)
+    return PreparedRun(suite, registry, options, listing, store, backends, trials, run_dir.name, healed,
+                       not_applicable)
+
+
+def applicable(trials: list[Trial], suite: Suite, registry: Registry, listing: Listing
+               ) -> tuple[list[Trial], list[tuple[str, str]]]:
+    """The trials whose configuration means something at their size (``Strategy.inapplicable``), and
+    (trial id, why) for the others: ``knn`` with ``k`` above the training images, say."""
+    from .params import with_defaults
+    from .sampling import subset
+
+    train_images: dict[int, int] = {}
+    keep: list[Trial] = []
+    dropped: list[tuple[str, str]] = []
+    for trial in trials:
+        cls = registry.strategies.get(trial.strategy)
+        if cls is not None and trial.size not in train_images:  # the same count for every seed
+            train_images[trial.size] = len(subset(listing, trial.size, 0, suite.dataset["val_fraction"]).train)
+        why = None if cls is None else cls.inapplicable(with_defaults(trial.param_dict, cls.params),
+                                                        train_images[trial.size])
+        if why is None:
+            keep.append(trial)
+        else:
+            dropped.append((trial.id, why))
+    return keep, dropped

@@ -4,8 +4,9 @@ Each trial's model goes to ``models/<name>/`` in the run folder: its weights in 
 weights-only format (torch: safetensors; Keras: ``.weights.h5``) and ``model.json``, which says how
 the backend rebuilds the network: backbone, image size and resize policy, head, pooling and classes.
 Nothing is unpickled or deserialised as code: the backend builds the network from the description,
-then loads the weights into it. A linear SVM keeps its frozen base's weights the same way and its
-linear map (the scaler's mean and scale, the coefficients) in ``linear.npz``, read without pickle.
+then loads the weights into it. A linear probe (``svm``, ``logreg``) keeps its frozen base's weights the
+same way and its linear map (whether rows are scaled to unit length, the scaler's mean and scale, the
+coefficients) in ``linear.npz``, read without pickle.
 A model trained on cached features (``last_layer``, ``svm``) is saved with the frozen base it was
 trained on, so every saved model classifies image files on its own.
 """
@@ -88,6 +89,8 @@ class Loaded:
             return self.backend.logits(self.model, images, batch_size)
         kw = pooling_kw(self.description["head"]["pooling"])
         x = self.backend.features(self.model, images, batch_size, **kw).astype(np.float64)
+        if self.linear.get("l2") is not None and bool(self.linear["l2"]):  # preprocess = "l2"
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         x = (x - self.linear["mean"]) / self.linear["scale"]
         margins = x @ self.linear["coef"].T + self.linear["intercept"]
         return np.stack([-margins[:, 0], margins[:, 0]], axis=1) if margins.shape[1] == 1 else margins

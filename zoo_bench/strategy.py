@@ -47,9 +47,9 @@ class Strategy(ABC):
         search_space: the values ``[select] search = "default"`` tries for each tuned parameter.
         renamed_params: old parameter name -> today's, so rows and baselines written with the old
             name still match (a suite using an old name is told the new one).
-        sweep_params: parameters that only change the new head trained on cached features; trials
-            of a cell that differ only in these form a head sweep and may be trained together
-            (:meth:`zoo_bench.TrialContext.train_heads`).
+        sweep_params: parameters that only change what is trained on cached features; trials of a cell
+            that differ only in these form a sweep and may be trained together
+            (:meth:`zoo_bench.TrialContext.train_heads`, :meth:`zoo_bench.TrialContext.sweep_together`).
         pretrained: whether the base starts from pretrained weights.
         description: one line for ``zoo-bench plugins``.
     """
@@ -74,6 +74,12 @@ class Strategy(ABC):
         Called by ``validate`` for each combination a suite sweeps; per-key ranges are the schema's job.
         """
         return []
+
+    @classmethod
+    def inapplicable(cls, params: dict[str, Any], train_images: int) -> str | None:
+        """Why a configuration has no meaning at a size of the data set (``train_images`` training images
+        after the validation split), or None. Such trials are not run; the run says so in one line each."""
+        return None
 
     @abstractmethod
     def run(self, ctx: "TrialContext", params: dict[str, Any]) -> Outcome:

@@ -256,7 +256,7 @@ class TrialRunner:
         try:
             model = classifier.model
             if model is None:
-                raise ZooBenchError("a linear SVM on features has no network to explain")
+                raise ZooBenchError(f"a probe on features ({trial.strategy}) has no network to explain")
             chosen = pick_per_class(test.labels, self.options.activation_maps)
             images = test.images[chosen]
             maps, used = ctx.backend.activation_maps(model, images)

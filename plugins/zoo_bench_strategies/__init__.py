@@ -1,4 +1,4 @@
-"""The six transfer strategies of zoo-bench, registered as a plugin like any third party's.
+"""zoo-bench's probes and transfer strategies, registered as a plugin like any third party's.
 
 None imports a framework: each speaks to the Backend API through its TrialContext.
 """

@@ -1,4 +1,4 @@
-"""svm, last_layer, frozen_pixels, last_n, fpt, full and scratch.
+"""last_layer, frozen_pixels, last_n, fpt, full and scratch (the probes are in ``probes``).
 
 Defaults follow the reference articles where they give a value (head: one hidden layer and
 dropout 0.5, Adam at 1e-3 for heads, a small rate for fine-tuning, SGD with momentum for ``fpt``,
@@ -20,12 +20,13 @@ from zoo_bench.params import (AUGMENT_PARAMS, EARLY_STOPPING, HEAD_PARAMS, Param
                               momentum, optimizer, schedule_params, weight_decay)
 from zoo_bench.schedules import Schedule
 
+from .probes import PROBES, Svm, frozen_base_params  # noqa: F401  (Svm: its home before the probes had one)
+
 
 # Default search spaces for `[select] search = "default"`: decade-spaced grids around the defaults,
 # the way the transfer protocols tune (Kornblith et al. 2019 and ELEVATER: the linear probe's
 # regularisation and the head's learning rate and weight decay on a log grid; VTAB-1k and Kornblith
 # et al.: the fine-tuning learning rate on a log grid, chosen on held-out validation data).
-SVM_C = [1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
 HEAD_LRS = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
 HEAD_WDS = [0.0, 1e-4]
 
@@ -122,11 +123,6 @@ def unfreeze_parts(ctx: TrialContext, base: Any, entries: list[str]) -> Parts:
     return resolve(list(entries), blocks, layers, ctx.spec.name)
 
 
-def frozen_base_params(ctx: TrialContext) -> int:
-    """Parameters of the frozen pretrained base the features come from."""
-    return ctx.backend.count_params(ctx.feature_cache.frozen_base(ctx.backend, ctx.spec, ctx.image_size))[1]
-
-
 def predicted(ctx: TrialContext, model: Any, stats: list[EpochStats], trainable: int, total: int,
               monitor: Monitor, features: bool = False, cut: Cut | None = None) -> Outcome:
     """Test and validation class scores of a trained model (on images, on cached features, or from the
@@ -142,42 +138,6 @@ def predicted(ctx: TrialContext, model: Any, stats: list[EpochStats], trainable:
     return Outcome(test_pred=test_pred, val_pred=val_pred, epochs=stats, trainable_params=trainable, total_params=total,
                    test_scores=test, val_scores=val, best_epoch=monitor.best_epoch, model=model,
                    model_input="features" if features else "pixels")
-
-
-class Svm(Strategy):
-    """Linear SVM (scikit-learn) on standardised, globally pooled features of the frozen base."""
-
-    name = "svm"
-    params = {"C": Param(1.0, low=0.0, low_open=True, high=1e6, help="inverse regularisation strength"),
-              "pooling": HEAD_PARAMS["pooling"]}
-    search_space = {"C": SVM_C}
-    description = "linear SVM on pooled bottleneck features of the frozen base"
-
-    def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
-        x = ctx.features("train")
-        from sklearn.pipeline import make_pipeline  # here: loading the plugin stays cheap for workers
-        from sklearn.preprocessing import StandardScaler
-        from sklearn.svm import LinearSVC
-
-        clf = make_pipeline(StandardScaler(), LinearSVC(C=p["C"], max_iter=20000, random_state=ctx.seed))
-        start = time.perf_counter()
-        clf.fit(x, ctx.train.labels)
-        fit_s = time.perf_counter() - start
-        svc = clf[-1]
-        base_total = frozen_base_params(ctx)
-        n_svm = int(svc.coef_.size + svc.intercept_.size)
-
-        def scores(part: str):
-            d = clf.decision_function(ctx.features(part))
-            return np.stack([-d, d], axis=1) if d.ndim == 1 else d  # two classes: one margin, as two scores
-
-        val = scores("val") if len(ctx.val.labels) else None
-        test = scores("test")  # LinearSVC's prediction is the argmax of these scores
-        return Outcome(test_pred=test.argmax(axis=1), val_pred=val.argmax(axis=1) if val is not None else None,
-                       trainable_params=n_svm, total_params=base_total + n_svm, train_time_s=fit_s,
-                       test_scores=test, val_scores=val, scores_are_logits=False, model_input="features",
-                       linear={"mean": clf[0].mean_, "scale": clf[0].scale_, "coef": svc.coef_,
-                               "intercept": svc.intercept_})
 
 
 class LastLayer(Strategy):
@@ -365,4 +325,4 @@ class Scratch(_WholeNetwork):
     description = "random initialisation, every layer trainable (the baseline)"
 
 
-ALL_STRATEGIES = (Svm, LastLayer, FrozenPixels, LastN, Fpt, Full, Scratch)
+ALL_STRATEGIES = (*PROBES, LastLayer, FrozenPixels, LastN, Fpt, Full, Scratch)
