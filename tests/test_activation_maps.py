@@ -45,7 +45,8 @@ def test_each_trial_gets_one_figure_and_the_report_shows_it(tmp_path, registry, 
     rows = {r["strategy"]: r for r in store.rows()}
     assert all(r["status"] == "ok" for r in rows.values()), [r["error"] for r in rows.values()]
     assert rows["svm"]["activation_maps_file"] is None
-    assert any("no activation maps: a linear SVM" in text for _, text in reporter.notes)
+    assert any("no activation maps: a probe on features (svm) has no network to explain" in text
+               for _, text in reporter.notes)
     for strategy in ("last_layer", "full"):
         path = store.run_dir / rows[strategy]["activation_maps_file"]
         with Image.open(path) as image:

@@ -52,7 +52,7 @@ def test_dry_run_prints_the_grid_and_its_size(tmp_path):
     proc = zb("run", path, "--dry-run", "--no-profile")
     assert proc.returncode == 0
     lines = proc.stdout.strip().splitlines()
-    assert lines[0] == "torch/efficientnet_lite0/svm[C=0.1]/n=6/seed=0" and lines[-1] == "3 trials"
+    assert lines[0] == "torch/efficientnet_lite0/svm[C=0.1,preprocess=none]/n=6/seed=0" and lines[-1] == "3 trials"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -59,8 +59,8 @@ def test_pooling_as_a_suite_key(tmp_path, registry, tiny_weights):
                          'pooling = "flatten"\n[strategies.full]\nepochs = 1\npooling = "max"\n')
     suite_path = write_suite(tmp_path, body)
     ids = [t.id for t in expand(parse_suite(suite_path, registry))]
-    assert ids[0] == "torch/mini_cnn/svm[C=1.0]/n=8/seed=0"  # avg, the default, keeps the old id
-    assert "svm[C=1.0,pooling=max]" in ids[1] and "pooling=flatten" in ids[2] and "pooling=max" in ids[3]
+    assert ids[0] == "torch/mini_cnn/svm[C=1.0,preprocess=none]/n=8/seed=0"  # avg, the default, stays out of ids
+    assert "svm[C=1.0,pooling=max,preprocess=none]" in ids[1] and "pooling=flatten" in ids[2] and "pooling=max" in ids[3]
     store, _ = run_inprocess(suite_path, registry, tmp_path, tmp_path / "cache")
     rows = store.rows()
     assert [r["status"] for r in rows] == ["ok"] * 4, [r["error"] for r in rows]

@@ -17,7 +17,7 @@ def test_rows_have_the_documented_fields_and_load_in_pandas(tmp_path, registry, 
         assert column in rows[0]
     path = store.write_table()
     df = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
-    assert len(df) == 4 and json.loads(df["params"][0]) == {"C": 1.0}
+    assert len(df) == 4 and json.loads(df["params"][0]) == {"C": 1.0, "preprocess": "none"}
 
 
 def test_resume_skips_finished_trials(tmp_path, registry, cache_dir, tiny_weights):
