@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from zoo_bench import HeadSpec, OptimizerSpec
-from zoo_bench.images import ImageCache
 from zoo_bench.plugins import load_plugins
+
+from photos import class_folders, load_photos
 
 BACKENDS = ("torch", "keras")
 
@@ -95,10 +96,8 @@ def measure(images_dir: Path, n: int = 160, backbone: str = "efficientnet_lite0"
     specs = {name: registry.backbone(name, backbone) for name in BACKENDS}
     size = specs["torch"].image_size
     assert specs["keras"].image_size == size, "the two backends' backbones take different image sizes"
-    classes = sorted(d for d in images_dir.iterdir() if d.is_dir())
-    per_class = n // len(classes)
-    items = [(str(p), i) for i, c in enumerate(classes) for p in sorted(c.iterdir())[:per_class]]
-    batch = ImageCache(None).load(items, size)
+    classes = class_folders(images_dir)
+    batch = load_photos(images_dir, n // len(classes), size)
     images, labels = batch.images, batch.labels
     bases = {}
     for name in BACKENDS:

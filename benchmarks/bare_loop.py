@@ -26,8 +26,9 @@ import torch
 
 from zoo_bench import HeadSpec, OptimizerSpec
 from zoo_bench.backend import cpu_name
-from zoo_bench.images import ImageCache
 from zoo_bench.plugins import load_plugins
+
+from photos import class_folders, load_photos
 
 
 def autocast(precision: str):
@@ -86,10 +87,8 @@ def measure(images: Path, n: int = 160, backbone: str = "efficientnet_lite0", de
     device = backend._device
     spec = registry.backbone("torch", backbone)
     size = image_size or spec.image_size
-    classes = sorted(d for d in images.iterdir() if d.is_dir())
-    per_class = n // len(classes)
-    items = [(str(p), i) for i, c in enumerate(classes) for p in sorted(c.iterdir())[:per_class]]
-    batch = ImageCache(None).load(items, size)
+    classes = class_folders(images)
+    batch = load_photos(images, n // len(classes), size)
     x_np, y_np = batch.images, batch.labels
     x_t, y_t = torch.from_numpy(x_np), torch.from_numpy(y_np)
     if device.type == "cuda":

@@ -19,8 +19,9 @@ import torch
 
 from zoo_bench import HeadSpec, OptimizerSpec
 from zoo_bench.backend import cpu_name
-from zoo_bench.images import ImageCache
 from zoo_bench.plugins import load_plugins
+
+from photos import class_folders, load_photos
 
 
 def main() -> None:
@@ -37,9 +38,8 @@ def main() -> None:
     registry = load_plugins()
     backend = registry.backends["torch"](device=args.device, precision=args.precision)
     spec = registry.backbone("torch", args.backbone)
-    classes = sorted(d for d in args.images.iterdir() if d.is_dir())
-    items = [(str(p), i) for i, c in enumerate(classes) for p in sorted(c.iterdir())[:args.n // len(classes)]]
-    batch = ImageCache(None).load(items, spec.image_size)
+    classes = class_folders(args.images)
+    batch = load_photos(args.images, args.n // len(classes), spec.image_size)
 
     rows = {}
     for compiled in (False, True):

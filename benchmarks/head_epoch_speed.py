@@ -16,8 +16,9 @@ import time
 from pathlib import Path
 
 from zoo_bench.backend import OptimizerSpec
-from zoo_bench.images import ImageCache
 from zoo_bench.plugins import load_plugins
+
+from photos import class_folders, load_photos
 
 
 def measure(images: Path, n: int = 400, backbone: str = "efficientnet_lite0", backend_name: str = "torch",
@@ -31,10 +32,8 @@ def measure(images: Path, n: int = 400, backbone: str = "efficientnet_lite0", ba
     backend = registry.backends[backend_name](device=device)
     spec = registry.backbones[backend_name][backbone]
     size = image_size or spec.image_size
-    classes = sorted(d for d in images.iterdir() if d.is_dir())
-    per_class = n // len(classes)
-    items = [(str(p), i) for i, c in enumerate(classes) for p in sorted(c.iterdir())[:per_class]]
-    batch = ImageCache(None).load(items, size)
+    classes = class_folders(images)
+    batch = load_photos(images, n // len(classes), size)
     base = backend.build_base(spec, pretrained=True, image_size=size)
     backend.features(base, batch.images[:batch_size], batch_size)  # warm-up
 

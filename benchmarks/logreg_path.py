@@ -19,15 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo_bench.images import ImageCache
 from zoo_bench.plugins import load_plugins
 from zoo_bench_strategies.probes import LOGREG_C
 
+from photos import load_photos
+
 
 def features(images: Path, part: str, per_class: int, backend, base, size: int) -> tuple[np.ndarray, np.ndarray]:
-    classes = sorted(d for d in (images / part).iterdir() if d.is_dir())
-    items = [(str(p), i) for i, c in enumerate(classes) for p in sorted(c.iterdir())[:per_class]]
-    batch = ImageCache(None).load(items, size)
+    batch = load_photos(images / part, per_class, size)
     return backend.features(base, batch.images, 32).astype(np.float64), batch.labels
 
 

@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from zoo_bench.runner import QuietReporter
+
 SUITE = """
 [suite]
 name = "oom"
@@ -39,19 +41,15 @@ epochs = 1
 """
 
 
-class NoteTaker:
+class NoteTaker(QuietReporter):
     """The runner's reporter: keeps the notes (the retries) and the finished rows, prints nothing."""
 
     def __init__(self) -> None:
         self.notes: list[str] = []
         self.rows: list[dict] = []
 
-    def start(self, total, done): pass
-    def trial_started(self, trial): pass
-    def epoch(self, trial, index, total, stats): pass
     def trial_finished(self, trial, row): self.rows.append(row)
     def note(self, trial, text): self.notes.append(text)
-    def close(self): pass
 
 
 def simulate_cap(fits: int) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from zoo_bench import cli
-from zoo_bench.results import load_run
+from zoo_bench.results import RunStore, load_run
 from zoo_bench.selection import default_rows, tuned_rows
 
 SETS = ("cats_dogs", "eurosat5", "trashnet", "pbc_blood_cells", "weather")
@@ -58,7 +58,7 @@ def run_set(name: str, sizes: list[int], data_root: Path, work: Path) -> pd.Data
         raise SystemExit(f"probe_preprocessing: the {name} run exited {code}")
     run_dir = work / "results" / name / "r"
     df = load_run(run_dir)
-    selection = __import__("json").loads((run_dir / "run.json").read_text())["selection"]
+    selection = RunStore(run_dir).meta()["selection"]
     parts = []
     for label, rows in (("C=1", default_rows(df, selection)), ("tuned C", tuned_rows(df, selection))):
         rows = rows.assign(preprocess=rows["params"].map(lambda p: (p or {}).get("preprocess", "standardize")))

