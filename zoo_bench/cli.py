@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("run_dir", type=Path)
     show.add_argument("--by", help="regroup by these result columns, e.g. backbone,strategy")
     show.add_argument("--all", action="store_true", help="a run with [select]: every configuration, not defaults and tuned")
+    show.add_argument("--versus", action="store_true",
+                      help="paired differences: every pair of strategies in a cell, each against the best, tuned "
+                           "against default, one strategy across backbones; then what to use")
     show.add_argument("--confusion", metavar="PATTERN",
                       help="print the confusion matrices of the trials whose id matches this shell pattern")
 
@@ -282,13 +285,30 @@ def _executor(args: argparse.Namespace, prepared, reporter):
                                 workers=workers, gpus=gpus, threads=threads)
 
 
+def _evidence(df, meta: dict, run_dir: Path, write: bool = True):
+    """The paired evidence of the run's tables (written to ``evidence.json`` when ``write``); None, with a
+    one-line error, if it cannot be had: the tables and the saved trials stand without it."""
+    from . import evidence
+
+    try:
+        found = evidence.analyse(df, meta, run_dir)
+        if write:
+            evidence.write(found, run_dir)
+        return found
+    except Exception as exc:  # an analysis fault must not cost the run's summary
+        report.error(f"{run_dir}: paired evidence not computed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return None
+
+
 def _finish(store: RunStore, trials: list, title: str):
-    """Write the table file and print the tables of this run's trials; return (table path, rows)."""
+    """Write the table file and the evidence, print the tables of this run's trials; return (table path, rows)."""
     df = load_run(store.run_dir)
     table_path = store.write_table(df)
     df = df[df["trial_id"].str.replace("/refit$", "", regex=True).isin({t.id for t in trials})]
     if not df.empty:
-        report.print_tables(df, title=title, selection=store.meta().get("selection"))
+        meta = store.meta()
+        report.print_tables(df, title=title, selection=meta.get("selection"),
+                            evidence=_evidence(df, meta, store.run_dir))
     return table_path, df
 
 
@@ -389,7 +409,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         for trial_id, matrix in found:
             report.out.print(confusion_table(matrix, classes, trial_id))
         return 0
-    report.print_tables(df, title=title, selection=meta.get("selection"), show_all=args.all)
+    if args.versus:
+        found = _evidence(df, meta, args.run_dir, write=False)
+        if found is not None:
+            for table in report.versus_tables(found):
+                report.out.print(table)
+            report.print_recommendations(found)
+        return 0 if found is not None else 2
+    report.print_tables(df, title=title, selection=meta.get("selection"), show_all=args.all,
+                        evidence=None if args.all or df.empty else _evidence(df, meta, args.run_dir, write=False))
     return 0
 
 

@@ -14,10 +14,12 @@ from rich.table import Table
 from .backend import EpochStats
 from .grid import Trial
 from .results import row_labels
-from .stats import estimate, format_estimate
+from .stats import estimate, format_accuracy, format_estimate
 
 CAPTION = ("test accuracy and time per epoch (median after the first): mean ± half-width of the 95% "
-           "confidence interval over seeds (Student t), n seeds; a feature epoch trains a head on cached "
+           "confidence interval over seeds (Student t), n seeds; a cell of one seed: accuracy \\[low, high] (1 "
+           "seed), the 95% Wilson interval over its test images, which sees test-set sampling only, not another "
+           "training run; a feature epoch trains a head on cached "
            "features, a cut epoch trains the blocks above the frozen ones on their cached activations, a pixel epoch "
            "runs the network over the images")
 
@@ -94,7 +96,7 @@ def _fmt_cell(group: pd.DataFrame) -> str:
     div_text = f"[yellow]diverged ×{diverged}[/yellow]" if diverged else ""
     if ok.empty:
         return "\n".join(t for t in (div_text, f"[red]error ×{failed}[/red]" if failed else "") if t)
-    text = format_estimate(estimate(ok["test_accuracy"]), scale=100, unit="%")
+    text = format_accuracy(ok["test_accuracy"], ok["test_images"])
     ept = estimate(ok["epoch_time_s"].dropna())
     if ept is not None:
         seconds = _fmt_seconds(ept.mean)
@@ -211,36 +213,145 @@ def grouped_table(df: pd.DataFrame, by: list[str], title: str = "") -> Table:
         ept = estimate(ok["epoch_time_s"].dropna())
         time_text = "-" if ept is None else format_estimate(ept, unit=" s", digits=3)
         table.add_row(*(escape(str(k)) for k in key), str(len(group)),
-                      format_estimate(estimate(ok["test_accuracy"]), scale=100, unit="%"), time_text,
+                      format_accuracy(ok["test_accuracy"], ok["test_images"]), time_text,
                       str(int((group["status"] == "error").sum())), str(int((group["status"] == "diverged").sum())))
     return table
 
 
 def print_tables(df: pd.DataFrame, title: str = "", selection: dict[str, Any] | None = None,
-                 show_all: bool = False) -> None:
-    """The run's tables. A run with ``[select]`` shows its defaults and its tuned choice (``show_all``: every configuration)."""
+                 show_all: bool = False, evidence: Any = None) -> None:
+    """The run's tables. A run with ``[select]`` shows its defaults and its tuned choice (``show_all``: every
+    configuration); ``evidence`` (:func:`zoo_bench.evidence.analyse`) adds what to use under them."""
     if selection and not show_all:
-        from .selection import choose, default_rows, strip_tuned
+        from .evidence import table_frames
 
         metric = selection.get("metric", "val_accuracy")
-        defaults = strip_tuned(default_rows(df, selection), selection)
-        tuned = strip_tuned(choose(df, selection), selection)
-        for table in results_tables(defaults, f"{title} defaults"):
+        frames = dict(table_frames(df, selection))
+        for table in results_tables(frames["defaults"], f"{title} defaults"):
             table.caption = "each strategy at its default settings; " + CAPTION
             out.print(table)
-        for table in results_tables(tuned, f"{title} tuned on {metric}"):
+        for table in results_tables(frames["tuned"], f"{title} tuned on {metric}"):
             refit = " refit on train + validation, then tested;" if selection.get("refit") else ""
             table.caption = (f"per seed, the configuration with the best {metric} (ties: validation loss, then trial "
                              f"id);{refit} its test accuracy; the chosen values (×seeds), configurations tried, tuning = "
                              "total trial time of a seed's configurations, mean over seeds; " + CAPTION)
             out.print(table)
-        return
-    for table in results_tables(df, title):
-        out.print(table)
-    if not df.empty:
-        side_by_side = comparison_table(df, title)
-        if side_by_side is not None:
-            out.print(side_by_side)
+    else:
+        for table in results_tables(df, title):
+            out.print(table)
+        if not df.empty:
+            side_by_side = comparison_table(df, title)
+            if side_by_side is not None:
+                out.print(side_by_side)
+    if evidence is not None and not show_all:
+        print_recommendations(evidence)
+
+
+TABLE_NAMES = {"trials": "", "defaults": " at default settings", "tuned": " tuned on validation"}
+
+RECOMMENDATION_NOTE = (
+    "best: the highest mean test accuracy of the cell (backend, backbone, size). Equivalent: the 90% interval of "
+    "(candidate - best) lies above -{eq:g} pt ([compare] equivalence). Otherwise not separated or worse by the "
+    "paired test against the best, Holm-corrected within the cell (5%), not across cells. Differences are paired "
+    "on the same test images and seeds: with several seeds a t interval whose variance adds the spread over seeds "
+    "and the sampling of test images; with one seed exact McNemar and Newcombe's paired Wilson interval, which "
+    "see the test images only, not another training run. With 3 seeds the critical t can reach 4.30: use 5 or "
+    "more seeds for decisions. Cheapest to train: the fit or the epochs (tuned: every configuration tried, refit "
+    "included); decoding, feature extraction and evaluation left out. `zoo-bench show RUN --versus`: every pair.")
+
+
+def print_recommendations(evidence: Any) -> None:
+    """What to use, per cell and per size across backbones, under the tables."""
+    shown = False
+    for t in evidence.tables:
+        if not t.recommendations:
+            continue
+        shown = True
+        out.print(f"[bold]what to use{TABLE_NAMES.get(t.name, ' (' + t.name + ')')}[/bold]")
+        for rec in t.recommendations:
+            out.print(f"  {escape(rec.backend)} {escape(rec.backbone or '')} {escape(rec.text())}", highlight=False)
+        for rec in t.across:
+            out.print(f"  {escape(rec.backend)} {escape(rec.text())}", highlight=False)
+    if shown:
+        out.print(f"[dim]{escape(RECOMMENDATION_NOTE.format(eq=evidence.equivalence))}[/dim]", highlight=False)
+
+
+def _p_text(p: float | None) -> str:
+    from .evidence import format_p
+
+    return format_p(p).replace("p=", "").replace("p<", "<").replace("p -", "-")
+
+
+def _diff_cells(c: Any, ninety: bool = False) -> list[str]:
+    """Δ, its interval, p, Holm p (with * below 5%), seeds x images and how it was tested."""
+    if c.diff is None:
+        return ["-", f"[yellow]not paired: {escape(str(c.why))}[/yellow]", "-", "-", "-", "-"]
+    d = c.diff
+    low, high = (d.low90, d.high90) if ninety else (d.low, d.high)
+    mark = "*" if c.p_holm is not None and c.p_holm < 0.05 else ""
+    how = {"seeds+images": f"t, df {d.df:.0f}" if d.df is not None else "t", "mcnemar": "McNemar (test images only)",
+           "identical": "identical"}[d.method]
+    return [f"{d.delta:+.2f}", f"{low:+.2f} ... {high:+.2f}", _p_text(d.p), _p_text(c.p_holm) + mark,
+            f"{d.seeds} x {d.images}", how]
+
+
+def versus_tables(evidence: Any) -> list[Table]:
+    """``show --versus``: every pair of each table, the comparisons with the best, tuned against default."""
+    tables = []
+    for t in evidence.tables:
+        name = TABLE_NAMES.get(t.name, f" ({t.name})")
+        if t.cells:
+            table = Table(title=f"paired differences{name}: every pair of a cell", show_lines=False,
+                          caption="A - B in points of test accuracy, A the higher mean; 95% interval; p of the paired "
+                                  "test; Holm: corrected over every pair of the cell (* below 0.05), not across cells; "
+                                  "seeds x test images paired; t: variance over seeds plus over test images, Welch-"
+                                  "Satterthwaite df; McNemar: one seed, exact test and Newcombe's interval")
+            for col in ("backend", "backbone", "n", "A", "B", "A - B", "95% CI", "p", "Holm", "paired", "test"):
+                table.add_column(col, justify="right" if col in ("n", "A - B", "p", "Holm") else "left")
+            for backend, backbone, size, comps in t.cells:
+                for c in comps:
+                    table.add_row(escape(backend), escape(backbone), str(size), escape(c.a.label), escape(c.b.label),
+                                  *_diff_cells(c))
+                table.add_section()
+            tables.append(table)
+        if t.recommendations:
+            table = Table(title=f"against the best{name}", caption="candidate - best in points; 90% interval (the "
+                          "equivalence test); Holm: corrected over the cell's comparisons with its best; verdict as "
+                          "under the results tables")
+            for col in ("backend", "backbone", "n", "best", "candidate", "cand - best", "90% CI", "p", "Holm",
+                        "paired", "test", "verdict"):
+                table.add_column(col, justify="right" if col in ("n", "cand - best", "p", "Holm") else "left")
+            for rec in t.recommendations + t.across:
+                wb = rec.backbone is None
+                for c in rec.versus:
+                    table.add_row(escape(rec.backend), escape(rec.backbone or "(all)"), str(rec.size),
+                                  escape(rec.best.name(wb)), escape(c.a.name(wb)), *_diff_cells(c, ninety=True),
+                                  rec.verdicts[c.a.name(wb)])
+                if rec.versus:
+                    table.add_section()
+            tables.append(table)
+        if t.backbones:
+            table = Table(title=f"one strategy across backbones{name}", caption="A - B in points, A the higher mean; "
+                          "95% interval; Holm over the backbones' pairs of one strategy and size")
+            for col in ("backend", "strategy", "n", "A", "B", "A - B", "95% CI", "p", "Holm", "paired", "test"):
+                table.add_column(col, justify="right" if col in ("n", "A - B", "p", "Holm") else "left")
+            for backend, label, size, comps in t.backbones:
+                for c in comps:
+                    table.add_row(escape(backend), escape(label), str(size), escape(c.a.backbone), escape(c.b.backbone),
+                                  *_diff_cells(c))
+                table.add_section()
+            tables.append(table)
+    if evidence.tuning:
+        table = Table(title="did tuning help? tuned minus default", caption="per strategy, the tuned configuration's "
+                      "test accuracy minus its default's, in points; 95% interval; Holm over the strategies of the cell")
+        for col in ("backend", "backbone", "n", "strategy", "tuned - default", "95% CI", "p", "Holm", "paired", "test"):
+            table.add_column(col, justify="right" if col in ("n", "tuned - default", "p", "Holm") else "left")
+        for backend, backbone, size, comps in evidence.tuning:
+            for c in comps:
+                table.add_row(escape(backend), escape(backbone), str(size), escape(c.a.label), *_diff_cells(c))
+            table.add_section()
+        tables.append(table)
+    return tables
 
 
 def message(text: str) -> None:

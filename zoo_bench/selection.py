@@ -19,8 +19,8 @@ import pandas as pd
 
 from .grid import strategy_label
 
-TUNED_COLUMNS = ["chosen", "configs_tried", "configs_ok", "tuning_time_s", "chosen_time_s", "selected_by",
-                 "select_metric", "refit_status"]
+TUNED_COLUMNS = ["chosen", "configs_tried", "configs_ok", "tuning_time_s", "tuning_train_s", "chosen_time_s",
+                 "selected_by", "select_metric", "refit_status"]
 
 
 def _num(v: Any) -> float | None:
@@ -84,7 +84,8 @@ def choose(df: pd.DataFrame, selection: dict[str, Any]) -> pd.DataFrame:
 
     Extra columns: ``chosen`` (the tuned parameters' values), ``configs_tried`` (trials in the cell,
     failed ones included), ``configs_ok``, ``tuning_time_s`` (the sum of ``wall_s`` over the cell's
-    trials, and the refit's), ``chosen_time_s`` (the chosen trial's ``wall_s``), ``selected_by`` (the
+    trials, and the refit's), ``tuning_train_s`` (the sum of their ``train_time_s``),
+    ``chosen_time_s`` (the chosen trial's ``wall_s``), ``selected_by`` (the
     metric used), ``refit_status`` (with ``refit``: the refit trial's status, "missing" before it ran; its
     test numbers replace the chosen trial's when it is ok). Cells without any ok trial are left out.
     """
@@ -113,6 +114,7 @@ def choose(df: pd.DataFrame, selection: dict[str, Any]) -> pd.DataFrame:
         best["configs_tried"] = len(cell)
         best["configs_ok"] = len(ok)
         best["tuning_time_s"] = float(pd.to_numeric(cell["wall_s"], errors="coerce").fillna(0).sum())
+        best["tuning_train_s"] = float(pd.to_numeric(cell["train_time_s"], errors="coerce").fillna(0).sum())
         best["chosen_time_s"] = _num(best.get("wall_s"))
         best["selected_by"] = used
         best["select_metric"] = metric
@@ -126,6 +128,7 @@ def choose(df: pd.DataFrame, selection: dict[str, Any]) -> pd.DataFrame:
                     if col in refit:
                         best[col] = refit[col]
                 best["tuning_time_s"] += float(refit.get("wall_s") or 0.0)
+                best["tuning_train_s"] += float(refit.get("train_time_s") or 0.0)
         out.append(best)
     return pd.DataFrame(out).reset_index(drop=True) if out else df.iloc[0:0].assign(**{c: None for c in TUNED_COLUMNS})
 
