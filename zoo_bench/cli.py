@@ -436,9 +436,10 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from .selection import display_frame
 
     df, meta = _run_frame(args.run_dir)
+    found = _evidence(df, meta, args.run_dir, write=False)
     df = display_frame(df, meta.get("selection"))  # a tuned run: each strategy at its defaults, and tuned
     for path in plot_run(df, args.out or args.run_dir / "plots", meta.get("suite_name", args.run_dir.name),
-                         meta.get("classes")):
+                         meta.get("classes"), evidence=found):
         report.message(f"wrote {path}")
     return 0
 

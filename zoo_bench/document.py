@@ -12,7 +12,7 @@ import pandas as pd
 
 from .plots import confusion_configurations, plot_run
 from .results import row_labels
-from .stats import estimate, format_estimate
+from .stats import estimate, format_accuracy
 
 
 def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -23,7 +23,7 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
         row: dict[str, Any] = {"backend": backend, "backbone": backbone, "strategy": label}
         for size, g in sorted(group.groupby("size_per_class")):
             ok = g[g["status"] == "ok"]
-            acc = format_estimate(estimate(ok["test_accuracy"]), scale=100, unit="%")
+            acc = format_accuracy(ok["test_accuracy"], ok["test_images"])
             ept = estimate(ok["epoch_time_s"].dropna())
             row[f"n={size}"] = acc + ("" if ept is None else f"; {ept.mean:.3g} s/epoch")
             if "chosen" in ok.columns and ok["chosen"].notna().any():
@@ -54,6 +54,11 @@ PLOT_TEXT = {
                         "Train loss (solid, left axis) and validation accuracy (dashed, right axis) per epoch, one "
                         "colour per size; the dashed vertical line marks where fine-tuning starts after the head "
                         "epochs, a star the epoch whose weights were kept."),
+    "versus": ("Paired differences",
+               "Per cell (backend, backbone, size) and table, the test accuracy of the row's configuration minus the "
+               "column's, in points, paired on the same test images and seeds; rows and columns in order of mean "
+               "accuracy (given beside each row). * marks a pair the paired test separates after Holm's correction "
+               "over the cell's pairs (5%), no correction across cells; n/p: not paired."),
     "cost": ("Accuracy against training cost",
              "Test accuracy of each successful trial against the seconds it spent training and extracting "
              "features (whole trial time where those were not recorded), log scale; colour is the strategy, "
@@ -61,7 +66,8 @@ PLOT_TEXT = {
 }
 
 
-def _figures(df: pd.DataFrame, meta: dict[str, Any]) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
+def _figures(df: pd.DataFrame, meta: dict[str, Any], evidence: Any = None
+             ) -> tuple[list[tuple[str, str, str]], list[tuple[str, str, str]]]:
     """(heading, caption, data URI) of the plots, and of the confusion matrices, in report order."""
     classes = meta.get("classes")
     classes = [str(c) for c in classes] if isinstance(classes, list) else None
@@ -69,7 +75,7 @@ def _figures(df: pd.DataFrame, meta: dict[str, Any]) -> tuple[list[tuple[str, st
     plots: list[tuple[str, str, str]] = []
     confusions: list[tuple[str, str, str]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for path in plot_run(df, Path(tmp), meta.get("suite_name", "run"), classes):
+        for path in plot_run(df, Path(tmp), meta.get("suite_name", "run"), classes, evidence=evidence):
             if path.stem.startswith("confusion_"):
                 group = configs[int(path.stem.split("_")[1]) - 1]
                 seeds = f"Summed over {group.seeds} seeds" if group.seeds > 1 else "One seed"
@@ -104,23 +110,37 @@ def activation_figures(df: pd.DataFrame, run_dir: Path | None) -> list[tuple[str
 
 
 def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str, run_dir: Path | None = None) -> Path:
-    """Write the report to ``out``; images are embedded, so the file stands alone."""
+    """Write the report to ``out``; images are embedded, so the file stands alone. With the run folder,
+    the paired evidence and what to use (also written to the folder's ``evidence.json``)."""
+    from . import evidence as ev
+    from .report import RECOMMENDATION_NOTE, TABLE_NAMES
     from .selection import display_frame
 
     title = f"zoo-bench report: {meta.get('suite_name', 'run')} / {meta.get('run_id', '')}"
     trials = len(df)
     failed = int((df["status"] == "error").sum())
+    found = ev.analyse(df, meta, run_dir) if run_dir is not None else None
+    if found is not None:
+        ev.write(found, run_dir)
+    advice = [] if found is None else [
+        (f"What to use{TABLE_NAMES.get(t.name, ' (' + t.name + ')')}",
+         [f"{r.backend} {r.backbone or ''} {r.text()}".replace("  ", " ") for r in t.recommendations + t.across])
+        for t in found.tables if t.recommendations]
+    note = RECOMMENDATION_NOTE.format(eq=found.equivalence) if found is not None else ""
     df = display_frame(df, meta.get("selection"))  # a tuned run: defaults and tuned rows
     table = summary_frame(df)
     machine = {k: meta.get(k) for k in ("devices", "cpu_count", "platform", "versions", "git_commit", "started_at")}
-    plots, confusions = _figures(df, meta)
+    plots, confusions = _figures(df, meta, found)
     maps = activation_figures(df, run_dir)
     suite_json = json.dumps(meta.get("suite", {}), indent=2, default=str)
     machine_json = json.dumps(machine, indent=2, default=str)
     if fmt == "md":
         parts = [f"# {title}", "", f"{trials} trials, {failed} failed. Cells: test accuracy, mean ± half-width of "
-                 "the 95% CI over seeds (Student t), and the mean time per epoch.", "",
+                 "the 95% CI over seeds (Student t), or for one seed \\[the 95% Wilson interval over its test images\\], "
+                 "and the mean time per epoch.", "",
                  table.to_markdown(index=False), ""]
+        for heading, lines in advice:
+            parts += [f"## {heading}", ""] + [f"- {_md_text(line)}" for line in lines] + ["", _md_text(note), ""]
         for heading, caption, uri in plots:
             parts += [f"## {heading}", "", caption, "", f"![{heading}]({uri})", ""]
         if confusions:
@@ -150,12 +170,16 @@ def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str, ru
             "<!doctype html><html><head><meta charset='utf-8'>"
             f"<title>{html.escape(title)}</title><style>body{{font-family:sans-serif;max-width:1200px;margin:2em auto}}"
             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}"
-            "img{max-width:100%}figure{margin:0 0 2em}"
+            "img{max-width:100%}figure{margin:0 0 2em}.note{color:#444;font-size:90%}"
             "figcaption{color:#444;font-size:90%;max-width:60em;overflow-wrap:anywhere}"
             "pre{background:#f6f6f6;padding:1em;overflow:auto}</style></head><body>"
             f"<h1>{html.escape(title)}</h1><p>{trials} trials, {failed} failed. Cells: test accuracy, mean ± "
-            "half-width of the 95% CI over seeds (Student t), and the mean time per epoch.</p>"
-            f"{table.to_html(index=False, escape=True)}{imgs}"
+            "half-width of the 95% CI over seeds (Student t), or for one seed [the 95% Wilson interval over its test "
+            "images], and the mean time per epoch.</p>"
+            f"{table.to_html(index=False, escape=True)}"
+            + "".join(f"<h2>{html.escape(heading)}</h2><ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+                      + f"</ul><p class='note'>{html.escape(note)}</p>" for heading, lines in advice)
+            + f"{imgs}"
             f"<h2>Machine and packages</h2><pre>{html.escape(machine_json)}</pre>"
             f"<h2>Suite as run</h2><pre>{html.escape(suite_json)}</pre></body></html>\n")
     return out

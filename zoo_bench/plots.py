@@ -455,15 +455,72 @@ def confusion_configurations(df: pd.DataFrame, classes: list[str] | None) -> lis
     return [groups[key] for key in sorted(groups, key=_natural)[:MAX_CONFUSION]]
 
 
-def plot_run(df: pd.DataFrame, out_dir: Path, title: str, classes: list[str] | None = None) -> list[Path]:
+def versus_plot(evidence: Any, path: Path, title: str) -> Path | None:
+    """A matrix of paired differences per cell (row minus column, points), marked where Holm's test over
+    the cell's pairs separates them; rows and columns in order of mean accuracy."""
+    panels = [(t.name, backend, backbone, size, comps) for t in evidence.tables
+              for backend, backbone, size, comps in t.cells if comps][:MAX_PANELS]
+    if not panels:
+        return None
+    plt = _pyplot()
+    from matplotlib.colors import TwoSlopeNorm
+
+    rows, cols = _grid(len(panels))
+    names_max = max(len({c.a.label for c in comps} | {c.b.label for c in comps}) for *_, comps in panels)
+    side = max(3.2, 0.55 * names_max + 1.8)
+    fig, axes = plt.subplots(rows, cols, figsize=(side * 1.35 * cols + 1.0, side * 1.15 * rows + 0.8), squeeze=False,
+                             layout="constrained")
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    limit = max([abs(c.diff.delta) for *_, comps in panels for c in comps if c.diff is not None] + [0.5])
+    norm = TwoSlopeNorm(vmin=-limit, vcenter=0.0, vmax=limit)
+    image = None
+    for ax, (table, backend, backbone, size, comps) in zip(axes.flat, panels):
+        configs = {}
+        for c in comps:
+            configs[c.a.label], configs[c.b.label] = c.a, c.b
+        order = sorted(configs, key=lambda k: (-configs[k].accuracy, configs[k].order))
+        index = {k: i for i, k in enumerate(order)}
+        k = len(order)
+        values = [[math.nan] * k for _ in range(k)]
+        for i in range(k):
+            values[i][i] = 0.0
+        for c in comps:
+            i, j = index[c.a.label], index[c.b.label]
+            text_ij = text_ji = "n/p"  # not paired
+            if c.diff is not None:
+                values[i][j], values[j][i] = c.diff.delta, -c.diff.delta
+                mark = "*" if c.p_holm is not None and c.p_holm < 0.05 else ""
+                text_ij, text_ji = f"{c.diff.delta:+.1f}{mark}", f"{-c.diff.delta:+.1f}{mark}"
+            strong = c.diff is not None and abs(c.diff.delta) > 0.6 * limit  # white on the dark end of the scale
+            for (y, x), text in (((i, j), text_ij), ((j, i), text_ji)):
+                ax.text(x, y, text, ha="center", va="center", fontsize=8, color="white" if strong else "black")
+        image = ax.imshow(values, cmap="RdBu", norm=norm)
+        labels = [f"{name} {configs[name].accuracy:.1f}" for name in order]
+        ax.set_xticks(range(k), labels=order, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(k), labels=labels, fontsize=8)
+        where = {"trials": "", "defaults": ", defaults", "tuned": ", tuned"}.get(table, f", {table}")
+        ax.set_title(f"{backend} {backbone}\nn={size}{where}", fontsize=9)
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="row - column, points of test accuracy")
+    fig.suptitle(f"{title}: paired differences (* Holm-corrected p < 0.05 over the cell's pairs)", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_run(df: pd.DataFrame, out_dir: Path, title: str, classes: list[str] | None = None,
+             evidence: Any = None) -> list[Path]:
     """Every plot into ``out_dir``; a plot with nothing to draw is left out.
 
     ``classes``: the run's class names (``run.json``'s ``classes``); without them no confusion matrix is drawn.
+    ``evidence``: the run's paired evidence (:func:`zoo_bench.evidence.analyse`), for ``versus.png``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = [accuracy_plot(df, out_dir / "accuracy.png", title), time_plot(df, out_dir / "epoch_time.png", title),
              learning_curves_plot(df, out_dir / "learning_curves.png", title),
-             cost_plot(df, out_dir / "cost.png", title)]
+             cost_plot(df, out_dir / "cost.png", title),
+             versus_plot(evidence, out_dir / "versus.png", title) if evidence is not None else None]
     for k, group in enumerate(confusion_configurations(df, classes), start=1):
         summed = f"\nsummed over {group.seeds} seeds" if group.seeds > 1 else ""
         plots.append(confusion_plot(group.matrix, list(classes or []), out_dir / f"confusion_{k}.png",

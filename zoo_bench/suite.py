@@ -36,7 +36,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "test": ("test", "str"), "val_fraction": (0.2, "float"), "sizes": (REQUIRED, "list[int]"),
         "download": (False, "bool"),
     },
-    "compare": {"fail": ([], "list[str]")},
+    "compare": {"fail": ([], "list[str]"), "equivalence": (1.0, "float")},
     "select": {"metric": ("val_accuracy", "str"), "search": ("none", "str"), "tune": ([], "list[str]"),
                "refit": (False, "bool")},
     "ray": {"num_gpus": (1.0, "float"), "num_cpus": (1.0, "float")},
@@ -261,6 +261,9 @@ def parse_suite(
             bad(f"ray.{key}", f"must be {'at least 0' if allow_zero else 'more than 0'} and at most 1024, got {value}")
         elif value > 1 and value != int(value):  # Ray splits one GPU or CPU, not several
             bad(f"ray.{key}", f"must be a whole number above 1 (a fraction only below 1), got {value}")
+    equivalence = values["compare"].get("equivalence")
+    if equivalence is not None and not (0 < equivalence <= 100):
+        bad("compare.equivalence", f"must be more than 0 and at most 100 points, got {equivalence}")
     for i, text in enumerate(values["compare"].get("fail", [])):
         from .compare import Gate
 
