@@ -278,3 +278,14 @@ def test_select_adds_default_search_spaces_only_where_the_suite_set_nothing(tmp_
 ])
 def test_select_is_checked(tmp_path, registry, body, expected):
     assert only_problem(tmp_path, registry, BASE + body) == expected
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("0", "compare.equivalence: must be more than 0 and at most 100 points, got 0"),
+    ("-1.5", "compare.equivalence: must be more than 0 and at most 100 points, got -1.5"),
+    ('"1pt"', "compare.equivalence: must be float, got str '1pt'"),
+])
+def test_equivalence_margin_is_checked(tmp_path, registry, value, expected):
+    assert any(line.endswith(expected) for line in problems(tmp_path, registry, BASE + f"[compare]\nequivalence = {value}\n"))
+    assert parse_suite(write_suite(tmp_path, BASE + "[compare]\nequivalence = 0.5\n"), registry).raw["compare"] == {
+        "equivalence": 0.5}
