@@ -350,14 +350,15 @@ def analyse_table(name: str, df: pd.DataFrame, predictions: Predictions, equival
     return ev
 
 
-def tuning_family(defaults: pd.DataFrame, tuned: pd.DataFrame, predictions: Predictions
-                  ) -> list[tuple[str, str, int, list[Comparison]]]:
-    """Per cell, tuned minus default of each strategy ("did tuning help?"), Holm-corrected per cell."""
+def tuning_family(defaults: pd.DataFrame, tuned: pd.DataFrame, predictions: Predictions) -> list[tuple[str, str, int, list[Comparison]]]:
+    """Per cell, tuned minus default of each strategy ("did tuning help?"), Holm-corrected per cell.
+    A strategy that had one configuration to try (its value pinned by the suite) is its default: left out."""
     by_key = {(c.backend, c.backbone, c.size, c.label): c for c in configs(defaults)}
     cells: dict[tuple[str, str, int], list[Comparison]] = {}
     for t in configs(tuned, tuned=True):
         d = by_key.get((t.backend, t.backbone, t.size, t.label))
-        if d is not None:
+        tried = max(int(_num(r.get("configs_tried")) or 0) for r in t.rows.values())
+        if d is not None and tried > 1:
             cells.setdefault((t.backend, t.backbone, t.size), []).append(pair(t, d, predictions))
     return [(backend, backbone, size, _holm(comps)) for (backend, backbone, size), comps in cells.items()]
 
