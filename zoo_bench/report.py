@@ -295,62 +295,58 @@ def _diff_cells(c: Any, ninety: bool = False) -> list[str]:
             f"{d.seeds} x {d.images}", how]
 
 
+PAIR_COLUMNS = ("A - B", "95% CI", "p", "Holm", "paired", "test")
+NUMERIC_COLUMNS = {"n", "A - B", "cand - best", "tuned - default", "p", "Holm"}
+
+
+def _pairs_table(title: str, caption: str, columns: tuple[str, ...], groups: list[list[list[str]]]) -> Table:
+    """A table of comparisons, a section per cell."""
+    table = Table(title=title, caption=caption)
+    for col in columns:
+        table.add_column(col, justify="right" if col in NUMERIC_COLUMNS else "left")
+    for rows in groups:
+        for cells in rows:
+            table.add_row(*cells)
+        table.add_section()
+    return table
+
+
 def versus_tables(evidence: Any) -> list[Table]:
     """``show --versus``: every pair of each table, the comparisons with the best, tuned against default."""
     tables = []
     for t in evidence.tables:
         name = TABLE_NAMES.get(t.name, f" ({t.name})")
         if t.cells:
-            table = Table(title=f"paired differences{name}: every pair of a cell", show_lines=False,
-                          caption="A - B in points of test accuracy, A the higher mean; 95% interval; p of the paired "
-                                  "test; Holm: corrected over every pair of the cell (* below 0.05), not across cells; "
-                                  "seeds x test images paired; t: variance over seeds plus over test images, Welch-"
-                                  "Satterthwaite df; McNemar: one seed, exact test and Newcombe's interval")
-            for col in ("backend", "backbone", "n", "A", "B", "A - B", "95% CI", "p", "Holm", "paired", "test"):
-                table.add_column(col, justify="right" if col in ("n", "A - B", "p", "Holm") else "left")
-            for backend, backbone, size, comps in t.cells:
-                for c in comps:
-                    table.add_row(escape(backend), escape(backbone), str(size), escape(c.a.label), escape(c.b.label),
-                                  *_diff_cells(c))
-                table.add_section()
-            tables.append(table)
+            tables.append(_pairs_table(
+                f"paired differences{name}: every pair of a cell",
+                "A - B in points of test accuracy, A the higher mean; 95% interval; p of the paired test; Holm: "
+                "corrected over every pair of the cell (* below 0.05), not across cells; seeds x test images paired; "
+                "t: variance over seeds plus over test images, Welch-Satterthwaite df; McNemar: one seed, exact test "
+                "and Newcombe's interval", ("backend", "backbone", "n", "A", "B") + PAIR_COLUMNS,
+                [[[escape(backend), escape(backbone), str(size), escape(c.a.label), escape(c.b.label), *_diff_cells(c)]
+                  for c in comps] for backend, backbone, size, comps in t.cells]))
         if t.recommendations:
-            table = Table(title=f"against the best{name}", caption="candidate - best in points; 90% interval (the "
-                          "equivalence test); Holm: corrected over the cell's comparisons with its best; verdict as "
-                          "under the results tables")
-            for col in ("backend", "backbone", "n", "best", "candidate", "cand - best", "90% CI", "p", "Holm",
-                        "paired", "test", "verdict"):
-                table.add_column(col, justify="right" if col in ("n", "cand - best", "p", "Holm") else "left")
-            for rec in t.recommendations + t.across:
-                wb = rec.backbone is None
-                for c in rec.versus:
-                    table.add_row(escape(rec.backend), escape(rec.backbone or "(all)"), str(rec.size),
-                                  escape(rec.best.name(wb)), escape(c.a.name(wb)), *_diff_cells(c, ninety=True),
-                                  rec.verdicts[c.a.name(wb)])
-                if rec.versus:
-                    table.add_section()
-            tables.append(table)
+            tables.append(_pairs_table(
+                f"against the best{name}", "candidate - best in points; 90% interval (the equivalence test); Holm: "
+                "corrected over the cell's comparisons with its best; verdict as under the results tables",
+                ("backend", "backbone", "n", "best", "candidate", "cand - best", "90% CI") + PAIR_COLUMNS[2:] + ("verdict",),
+                [[[escape(rec.backend), escape(rec.backbone or "(all)"), str(rec.size),
+                   escape(rec.best.name(rec.with_backbone)), escape(c.a.name(rec.with_backbone)),
+                   *_diff_cells(c, ninety=True), rec.verdicts[c.a.name(rec.with_backbone)]] for c in rec.versus]
+                 for rec in t.recommendations + t.across if rec.versus]))
         if t.backbones:
-            table = Table(title=f"one strategy across backbones{name}", caption="A - B in points, A the higher mean; "
-                          "95% interval; Holm over the backbones' pairs of one strategy and size")
-            for col in ("backend", "strategy", "n", "A", "B", "A - B", "95% CI", "p", "Holm", "paired", "test"):
-                table.add_column(col, justify="right" if col in ("n", "A - B", "p", "Holm") else "left")
-            for backend, label, size, comps in t.backbones:
-                for c in comps:
-                    table.add_row(escape(backend), escape(label), str(size), escape(c.a.backbone), escape(c.b.backbone),
-                                  *_diff_cells(c))
-                table.add_section()
-            tables.append(table)
+            tables.append(_pairs_table(
+                f"one strategy across backbones{name}", "A - B in points, A the higher mean; 95% interval; Holm over "
+                "the backbones' pairs of one strategy and size", ("backend", "strategy", "n", "A", "B") + PAIR_COLUMNS,
+                [[[escape(backend), escape(label), str(size), escape(c.a.backbone), escape(c.b.backbone), *_diff_cells(c)]
+                  for c in comps] for backend, label, size, comps in t.backbones]))
     if evidence.tuning:
-        table = Table(title="did tuning help? tuned minus default", caption="per strategy, the tuned configuration's "
-                      "test accuracy minus its default's, in points; 95% interval; Holm over the strategies of the cell")
-        for col in ("backend", "backbone", "n", "strategy", "tuned - default", "95% CI", "p", "Holm", "paired", "test"):
-            table.add_column(col, justify="right" if col in ("n", "tuned - default", "p", "Holm") else "left")
-        for backend, backbone, size, comps in evidence.tuning:
-            for c in comps:
-                table.add_row(escape(backend), escape(backbone), str(size), escape(c.a.label), *_diff_cells(c))
-            table.add_section()
-        tables.append(table)
+        tables.append(_pairs_table(
+            "did tuning help? tuned minus default", "per strategy, the tuned configuration's test accuracy minus its "
+            "default's, in points; 95% interval; Holm over the strategies of the cell",
+            ("backend", "backbone", "n", "strategy", "tuned - default") + PAIR_COLUMNS[1:],
+            [[[escape(backend), escape(backbone), str(size), escape(c.a.label), *_diff_cells(c)] for c in comps]
+             for backend, backbone, size, comps in evidence.tuning]))
     return tables
 
 
