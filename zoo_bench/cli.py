@@ -448,7 +448,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from .document import write_report
 
     df, meta = _run_frame(args.run_dir)
-    path = write_report(df, meta, args.out or args.run_dir / f"report.{args.format}", args.format, run_dir=args.run_dir)
+    path = write_report(df, meta, args.out or args.run_dir / f"report.{args.format}", args.format, run_dir=args.run_dir,
+                        evidence=_evidence(df, meta, args.run_dir))
     report.message(f"wrote {path}")
     return 0
 

@@ -109,22 +109,20 @@ def activation_figures(df: pd.DataFrame, run_dir: Path | None) -> list[tuple[str
     return out
 
 
-def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str, run_dir: Path | None = None) -> Path:
-    """Write the report to ``out``; images are embedded, so the file stands alone. With the run folder,
-    the paired evidence and what to use (also written to the folder's ``evidence.json``)."""
-    from . import evidence as ev
+def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str, run_dir: Path | None = None,
+                 evidence: Any = None) -> Path:
+    """Write the report to ``out``; images are embedded, so the file stands alone. ``evidence`` (the
+    run's :func:`zoo_bench.evidence.analyse`) adds what to use and the paired differences."""
     from .report import RECOMMENDATION_NOTE, TABLE_NAMES
     from .selection import display_frame
 
     title = f"zoo-bench report: {meta.get('suite_name', 'run')} / {meta.get('run_id', '')}"
     trials = len(df)
     failed = int((df["status"] == "error").sum())
-    found = ev.analyse(df, meta, run_dir) if run_dir is not None else None
-    if found is not None:
-        ev.write(found, run_dir)
+    found = evidence
     advice = [] if found is None else [
         (f"What to use{TABLE_NAMES.get(t.name, ' (' + t.name + ')')}",
-         [f"{r.backend} {r.backbone or ''} {r.text()}".replace("  ", " ") for r in t.recommendations + t.across])
+         [" ".join(x for x in (r.backend, r.backbone, r.text()) if x) for r in t.recommendations + t.across])
         for t in found.tables if t.recommendations]
     note = RECOMMENDATION_NOTE.format(eq=found.equivalence) if found is not None else ""
     df = display_frame(df, meta.get("selection"))  # a tuned run: defaults and tuned rows
