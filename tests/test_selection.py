@@ -85,19 +85,26 @@ lr = [1e-3, 1e-2]
 """
 
 
-def test_corrupted_test_labels_change_no_selection_only_the_reported_accuracy(tmp_path, registry, cache_dir,
-                                                                           tiny_weights):
+def _runs_with_and_without_true_test_labels(tmp_path, registry, cache_dir, body: str, name: str):
+    """The suite run twice in this process, on the same images, with the test labels right and rotated:
+    (corrupt -> rows indexed by trial id, the recorded selection)."""
     runs = {}
     for corrupt in (False, True):
-        root = tmp_path / f"data-{corrupt}"
+        root = tmp_path / f"data-{name}-{corrupt}"
         _folder_dataset(root, rotate_test_labels=corrupt)
-        suite = write_suite(tmp_path, SUITE.format(path=root, metric="val_accuracy"), name=f"suite-{corrupt}.toml")
-        store, _ = run_inprocess(suite, registry, tmp_path / f"run-{corrupt}", cache_dir)
+        suite = write_suite(tmp_path, body.format(path=root, metric="val_accuracy"), name=f"{name}-{corrupt}.toml")
+        store, _ = run_inprocess(suite, registry, tmp_path / f"{name}-{corrupt}", cache_dir)
         rows = store.rows()
         assert rows and all(r["status"] == "ok" for r in rows), [r["error"] for r in rows if r["status"] != "ok"]
         runs[corrupt] = to_dataframe(rows).set_index("trial_id").sort_index()
         recorded = store.meta()["selection"]
         shutil.rmtree(root)
+    return runs, recorded
+
+
+def test_corrupted_test_labels_change_no_selection_only_the_reported_accuracy(tmp_path, registry, cache_dir,
+                                                                           tiny_weights):
+    runs, recorded = _runs_with_and_without_true_test_labels(tmp_path, registry, cache_dir, SUITE, "run")
     clean, corrupt = runs[False], runs[True]
     assert set(clean["strategy"]) == {"svm", "logreg", "knn", "last_layer", "last_n", "fpt", "full", "scratch"}
     # everything a selection may read is identical ...
@@ -191,3 +198,47 @@ patience = 2
     assert [h["epoch"] for h in full["history"]] == [1, 2, 3]  # weights cannot move at lr 1e-30: stops after 2 stale
     assert full["epochs"] == 3 and full["best_epoch"] == 1
     assert {h["phase"] for h in full["history"]} == {"train"} and full["history"][0]["lr"] == 1e-30
+
+
+def test_k_fold_selection_reads_no_test_label(tmp_path, registry, cache_dir, tiny_weights):
+    """K-fold selection over the size's pool, and the one-SE rule: rotating the test labels changes no fold
+    score, no choice and no refit, only the reported accuracies. fpt, on pixels, is chosen on validation."""
+    body = SUITE.split("[strategies.last_n]")[0].replace("refit = true", "folds = 3\none_se = true") + (
+        "[strategies.fpt]\nhead_epochs = 2\nfinetune_epochs = 1\nfinetune_lr = [1e-3, 1e-2]\n")
+    runs, meta = _runs_with_and_without_true_test_labels(tmp_path, registry, cache_dir, body, "kf")
+    chosen = {k: choose(v.reset_index(), meta) for k, v in runs.items()}
+    clean, corrupt = runs[False], runs[True]
+    assert meta["folds"] == 3 and meta["refit"] is True and meta["simpler"]["svm"] == {"C": "low"}
+    features = clean[clean["strategy"] != "fpt"][~clean["refit"].fillna(False).astype(bool)[clean["strategy"] != "fpt"]]
+    assert features["cv_scores"].map(len).eq(3).all() and features["cv_accuracy"].notna().all()
+    assert clean["cv_scores"].dropna().map(list).equals(corrupt["cv_scores"].dropna().map(list))
+    assert clean[clean["strategy"] == "fpt"]["cv_accuracy"].isna().all()  # pixels: no folds unless asked
+    assert chosen[False]["trial_id"].tolist() == chosen[True]["trial_id"].tolist()
+    assert chosen[False]["test_accuracy"].tolist() != chosen[True]["test_accuracy"].tolist()
+    by = dict(zip(chosen[False]["strategy"], chosen[False]["selected_by"]))
+    assert by["fpt"] == "val_accuracy" and by["svm"].startswith("cv_accuracy")
+    assert (chosen[False]["refit_status"] == "ok").all()
+    refits = clean[clean["refit"].fillna(False).astype(bool)]
+    assert sorted(refits.index) == sorted(f"{t}/refit" for t in chosen[False]["trial_id"])
+    assert (refits["train_images"] == 12 * 3).all()
+
+
+def test_one_standard_error_rule_on_a_constructed_cell():
+    """Fold means 0.90 (C=10), 0.89 (C=1), 0.86 (C=0.1); the best's fold scores have sd 0.04 over 4 folds, so
+    SE 0.02: C=1 is within it and simpler (lower C), C=0.1 is not. Without the rule the best mean wins."""
+    def row(c, scores, val):
+        return {"trial_id": f"b/svm[C={c}]/n=8/seed=0", "backend": "torch", "backbone": "b", "strategy": "svm",
+                "params": {"C": c}, "size_per_class": 8, "seed": 0, "status": "ok", "val_accuracy": val,
+                "val_loss": None, "cv_scores": scores, "cv_accuracy": float(np.mean(scores)), "wall_s": 1.0,
+                "train_time_s": 0.1, "cv_train_s": 0.4, "test_accuracy": 0.5}
+
+    df = pd.DataFrame([row(10.0, [0.86, 0.94, 0.86, 0.94], 0.5), row(1.0, [0.89, 0.89, 0.89, 0.89], 0.9),
+                       row(0.1, [0.86, 0.86, 0.86, 0.86], 0.7)])
+    base = {"tuned": {"svm": ["C"]}, "folds": 4, "simpler": {"svm": {"C": "low"}}}
+    plain = choose(df, base).iloc[0]
+    assert plain["params"]["C"] == 10.0 and plain["selected_by"] == "cv_accuracy"
+    assert plain["cv_runner_up"] == pytest.approx(0.89) and plain["cv_sd"] == pytest.approx(0.0462, abs=1e-4)
+    assert plain["tuning_train_s"] == pytest.approx(3 * 0.5)  # the fits on the folds count as tuning
+    one_se = choose(df, {**base, "one_se": True}).iloc[0]
+    assert one_se["params"]["C"] == 1.0 and one_se["selected_by"] == "cv_accuracy, one-SE"
+    assert one_se["cv_runner_up"] == pytest.approx(0.90)

@@ -289,3 +289,22 @@ def test_equivalence_margin_is_checked(tmp_path, registry, value, expected):
     assert any(line.endswith(expected) for line in problems(tmp_path, registry, BASE + f"[compare]\nequivalence = {value}\n"))
     assert parse_suite(write_suite(tmp_path, BASE + "[compare]\nequivalence = 0.5\n"), registry).raw["compare"] == {
         "equivalence": 0.5}
+
+
+@pytest.mark.parametrize("select, expected", [
+    ("folds = 1", "select.folds: must be 0 (no cross-validation) or 2 to 20, got 1"),
+    ("folds = 5\nrepeats = 0", "select.repeats: must be 1 to 10, got 0"),
+    ("one_se = true", "select: one_se, fold_pixels and repeats need folds (K-fold selection): set select.folds = 5, say"),
+    ("folds = 50", "select.folds: must be 0 (no cross-validation) or 2 to 20, got 50"),
+])
+def test_k_fold_settings_are_checked(tmp_path, registry, select, expected):
+    assert any(line.endswith(expected) for line in problems(tmp_path, registry, BASE + f"[select]\n{select}\n"))
+
+
+def test_k_fold_needs_as_many_images_per_class_as_folds_and_implies_refit(tmp_path, registry):
+    small = BASE.replace("sizes = [", "sizes = [3, ")
+    assert any("select.folds: 5 folds need at least 5 images per class; dataset.sizes has 3" in line
+               for line in problems(tmp_path, registry, small + "[select]\nfolds = 5\n"))
+    suite = parse_suite(write_suite(tmp_path, BASE + "[select]\nfolds = 3\nrepeats = 2\none_se = true\n"), registry)
+    assert (suite.folds, suite.repeats, suite.one_se, suite.refit) == (3, 2, True, True)
+    assert suite.simpler["svm"] == {"C": "low"}

@@ -22,12 +22,15 @@ def test_group_sweeps_runs_each_sweep_back_to_back_and_lists_own_params_first():
     assert trials[2].id not in sweeps and trials[5].id not in sweeps  # svm; a different epoch count stands alone
 
 
-def test_head_sweeps_hold_one_sweep_and_hand_each_result_out_once():
+def test_head_sweeps_hold_several_sweeps_hand_each_result_out_once_and_drop_the_oldest():
     cache = HeadSweeps()
     cache.put("a", {params_key({"lr": 1}): "one", params_key({"lr": 2}): "two"})
     assert cache.take("a", {"lr": 1}) == "one" and cache.take("a", {"lr": 1}) is None
-    cache.put("b", {params_key({"lr": 3}): "three"})
-    assert cache.take("a", {"lr": 2}) is None and cache.take("b", {"lr": 3}) == "three"
+    cache.put("b", {params_key({"lr": 3}): "three"})  # a fold's sweep beside the cell's own
+    assert cache.take("a", {"lr": 2}) == "two" and cache.take("b", {"lr": 3}) == "three"
+    for i in range(HeadSweeps.LIMIT + 1):
+        cache.put(("k", i), {params_key({"lr": i}): i})
+    assert cache.take(("k", 0), {"lr": 0}) is None and cache.take(("k", 1), {"lr": 1}) == 1
 
 
 HEADS = """

@@ -120,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
                            "else accuracy:-1pt)")
     cmp_.add_argument("--format", choices=["table", "markdown", "json"], default="table")
 
+    rank = sub.add_parser("rank", help="rank strategies across data sets: one run folder per data set; mean ranks, "
+                                       "Friedman and Iman-Davenport tests, Nemenyi's critical-difference diagram")
+    rank.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR")
+    rank.add_argument("--tuned", action="store_true", help="rank the runs' tuned tables (runs with [select]); "
+                                                           "default: each strategy at its defaults")
+    rank.add_argument("--out", type=Path, default=Path("ranks"),
+                      help="folder for ranks.json, the diagrams cd_nSIZE.png and report.html (default ./ranks)")
+
     sub.add_parser("plugins", help="list plugins, their distributions and what they register")
 
     lst = sub.add_parser("list", help="browse what can be benchmarked")
@@ -312,6 +320,23 @@ def _finish(store: RunStore, trials: list, title: str):
     return table_path, df
 
 
+def _fold_cost(suite: Suite, registry: Registry, trials: list) -> str:
+    """What K-fold selection adds, said before the run: fits per configuration, and which strategies."""
+    fits = suite.folds * suite.repeats
+    names = sorted({t.strategy for t in trials if not t.refit})
+    on_features = [n for n in names if registry.strategies[n].on_features]
+    pixels = [n for n in names if n not in on_features]
+    text = (f"K-fold selection ({suite.folds} folds x {suite.repeats} repeat{'s' if suite.repeats > 1 else ''}): each "
+            f"configuration of {', '.join(on_features) or 'no strategy'} is also fitted {fits} times on its folds")
+    if pixels and suite.fold_pixels:
+        count = sum(1 for t in trials if t.strategy in pixels)
+        text += (f"; fold_pixels: {', '.join(pixels)} too, {count} trials x {fits} more trainings on pixels, about "
+                 f"{fits + 1} times their cost")
+    elif pixels:
+        text += f"; {', '.join(pixels)} are chosen on the validation split (fold_pixels = true folds them too)"
+    return text + "; then each chosen configuration is refit on all the images of its size and tested"
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     registry = _registry()
     suite, options = _load(args, registry)
@@ -342,6 +367,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         if isinstance(backend, Exception):
             report.error(f"backend {name}: {backend}")
     report.message(f"run {run_id}: {len(trials)} trials -> {store.run_dir}")
+    if suite.folds:
+        report.message(_fold_cost(suite, prepared.registry, trials))
     reporter = report.RichReporter(enabled=not args.no_progress)
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
@@ -479,6 +506,35 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def cmd_rank(args: argparse.Namespace) -> int:
+    import json
+
+    from . import ranks
+    from .results import atomic_write
+
+    if len(args.run_dirs) < 2:
+        raise UsageError("rank needs run folders of at least 2 data sets")
+    found = ranks.rank_sizes(args.run_dirs, tuned=args.tuned)
+    args.out.mkdir(parents=True, exist_ok=True)
+    figures = []
+    for item in found:
+        if item.result is None:
+            report.message(f"{item.size} images per class: not ranked ({item.why_none})")
+            continue
+        report.out.print(report.rank_table(item))
+        if item.result is not None:
+            path = ranks.cd_diagram(item.result, args.out / f"cd_n{item.size}.png",
+                                    f"mean ranks at {item.size} images per class")
+            figures.append((item.size, path))
+            report.message(f"wrote {path}")
+    data = [{"size": i.size, "dropped": i.dropped, "why_none": i.why_none,
+             **(i.result.as_dict() if i.result is not None else {})} for i in found]
+    atomic_write(args.out / "ranks.json", (json.dumps(data, indent=1) + "\n").encode())
+    html_path = ranks.write_html(found, figures, args.out / "report.html", [str(p) for p in args.run_dirs])
+    report.message(f"wrote {args.out / 'ranks.json'} and {html_path}")
+    return 0
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
@@ -556,7 +612,7 @@ def cmd_data_get(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "show": cmd_show, "plugins": cmd_plugins, "list": cmd_list,
             "baseline": cmd_baseline, "compare": cmd_compare, "plot": cmd_plot, "report": cmd_report,
-            "predict": cmd_predict}
+            "predict": cmd_predict, "rank": cmd_rank}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -130,7 +130,9 @@ def selection_meta(suite: Suite) -> dict[str, Any] | None:
     if suite.select_metric is None:
         return None
     return {"metric": suite.select_metric, "tuned": {k: list(v) for k, v in suite.tuned.items()},
-            "defaults": suite.tuned_defaults, "refit": suite.refit}
+            "defaults": suite.tuned_defaults, "refit": suite.refit, "folds": suite.folds, "repeats": suite.repeats,
+            "one_se": suite.one_se, "fold_pixels": suite.fold_pixels,
+            "simpler": suite.simpler}
 
 
 def make_backends(suite: Suite, registry: Registry, options: RunOptions) -> dict[str, Backend | Exception]:

@@ -123,7 +123,14 @@ def _fmt_tuning(ok: pd.DataFrame) -> str:
     tried = int(ok["configs_tried"].max())
     tuning = float(ok["tuning_time_s"].astype(float).mean())
     chosen = float(ok["chosen_time_s"].astype(float).mean())
-    fallback = " (by val_accuracy)" if (ok["selected_by"] != ok["select_metric"]).any() else ""
+    by = sorted({str(b) for b, m in zip(ok["selected_by"], ok["select_metric"]) if not str(b).startswith(str(m))})
+    fallback = f" (by {', '.join(by)})" if by else ""
+    if "cv_accuracy" in ok.columns and ok["cv_accuracy"].notna().any():
+        cv = ok["cv_accuracy"].astype(float).mean() * 100
+        runner = pd.to_numeric(ok["cv_runner_up"], errors="coerce").mean() * 100
+        sd = pd.to_numeric(ok["cv_sd"], errors="coerce").mean() * 100
+        one_se = ", one-SE rule" if ok["selected_by"].astype(str).str.contains("one-SE").any() else ""
+        fallback += f"\nfolds {cv:.1f} ±{sd:.1f} sd{one_se}; best other {runner:.1f}"
     refit = ""
     statuses = set(ok["refit_status"].dropna()) if "refit_status" in ok.columns else set()
     if statuses - {"ok"}:
@@ -226,14 +233,20 @@ def print_tables(df: pd.DataFrame, title: str = "", selection: dict[str, Any] | 
         from .evidence import table_frames
 
         metric = selection.get("metric", "val_accuracy")
+        if selection.get("folds"):
+            metric = (f"{selection['folds']}-fold cross-validation"
+                      + (f" x {selection['repeats']}" if (selection.get("repeats") or 1) > 1 else ""))
         frames = dict(table_frames(df, selection))
         for table in results_tables(frames["defaults"], f"{title} defaults"):
             table.caption = "each strategy at its default settings; " + CAPTION
             out.print(table)
         for table in results_tables(frames["tuned"], f"{title} tuned on {metric}"):
             refit = " refit on train + validation, then tested;" if selection.get("refit") else ""
-            table.caption = (f"per seed, the configuration with the best {metric} (ties: validation loss, then trial "
-                             f"id);{refit} its test accuracy; the chosen values (×seeds), configurations tried, tuning = "
+            how = (f"the configuration with the best mean accuracy on the held-out folds of the size's train and "
+                   f"validation images{' (one-SE rule: the simplest within one standard error of it)' if selection.get('one_se') else ''}; "
+                   "strategies without folds: the best val_accuracy" if selection.get("folds") else
+                   f"the configuration with the best {metric} (ties: validation loss, then trial id)")
+            table.caption = (f"per seed, {how};{refit} its test accuracy; the chosen values (×seeds), configurations tried, tuning = "
                              "total trial time of a seed's configurations, mean over seeds; " + CAPTION)
             out.print(table)
     else:
@@ -348,6 +361,30 @@ def versus_tables(evidence: Any) -> list[Table]:
             [[[escape(backend), escape(backbone), str(size), escape(c.a.label), *_diff_cells(c)] for c in comps]
              for backend, backbone, size, comps in evidence.tuning]))
     return tables
+
+
+def rank_table(item: Any) -> Table:
+    """``zoo-bench rank``: per size, each configuration's score and rank on each data set, and its mean rank."""
+    r = item.result
+    order = sorted(range(r.k), key=lambda j: (r.mean_ranks[j], j))
+    exact = f"; exact permutation p = {r.p_exact:.3g}" if r.p_exact is not None else ""
+    groups = "; ".join(" = ".join(g) for g in r.groups()) or "none: every pair differs"
+    dropped = f"; left out (not in every data set): {', '.join(item.dropped)}" if item.dropped else ""
+    table = Table(title=f"ranks across {r.n} data sets at {item.size} images per class",
+                  caption=escape(
+                      f"test accuracy, mean over seeds (rank within the data set, 1 = best); Friedman chi2({r.k - 1}) = "
+                      f"{r.chi2:.2f}, p = {r.p_chi2:.3g}; Iman-Davenport F({r.k - 1}, {(r.k - 1) * (r.n - 1)}) = "
+                      f"{r.f:.2f}, p = {r.p_f:.3g}{exact}. Nemenyi critical difference {r.cd:.2f} ranks at 5% "
+                      f"({r.n} data sets, {r.k} configurations): mean ranks closer than that are not separated "
+                      f"({groups}). Descriptive below 6 data sets: no pairwise tests{dropped}"))
+    table.add_column("configuration")
+    for name in r.datasets:
+        table.add_column(escape(name), justify="right")
+    table.add_column("mean rank", justify="right")
+    for j in order:
+        table.add_row(escape(r.names[j]), *(f"{r.scores[i, j]:.1f} ({r.ranks[i, j]:g})" for i in range(r.n)),
+                      f"{r.mean_ranks[j]:.2f}")
+    return table
 
 
 def message(text: str) -> None:

@@ -20,7 +20,7 @@ import pandas as pd
 from .grid import strategy_label
 
 TUNED_COLUMNS = ["chosen", "configs_tried", "configs_ok", "tuning_time_s", "tuning_train_s", "chosen_time_s",
-                 "selected_by", "select_metric", "refit_status"]
+                 "selected_by", "select_metric", "refit_status", "cv_sd", "cv_runner_up"]
 
 
 def _num(v: Any) -> float | None:
@@ -89,7 +89,7 @@ def choose(df: pd.DataFrame, selection: dict[str, Any]) -> pd.DataFrame:
     metric used), ``refit_status`` (with ``refit``: the refit trial's status, "missing" before it ran; its
     test numbers replace the chosen trial's when it is ok). Cells without any ok trial are left out.
     """
-    metric = selection.get("metric", "val_accuracy")
+    metric = "cv_accuracy" if selection.get("folds") else selection.get("metric", "val_accuracy")
     out = []
     refits = {}
     if "refit" in df.columns:  # refit rows are results of a choice, not candidates
@@ -108,13 +108,20 @@ def choose(df: pd.DataFrame, selection: dict[str, Any]) -> pd.DataFrame:
         used = metric
         if all(_num(v) is None for v in ok.get(metric, pd.Series([None] * len(ok)))):
             used = "val_accuracy"
-        best = min((row for _, row in ok.iterrows()), key=lambda r: _rank(r, used)).copy()
+        ranked = sorted((row for _, row in ok.iterrows()), key=lambda r: _rank(r, used))
+        best = ranked[0].copy()
+        best["cv_sd"], best["cv_runner_up"] = None, None
+        if used == "cv_accuracy":
+            best, note = _cross_validated(ranked, selection)
+            used += note
         tuned = tuned_of(selection, best["strategy"])
         best["chosen"] = {k: best["params"].get(k) for k in tuned}
         best["configs_tried"] = len(cell)
         best["configs_ok"] = len(ok)
         best["tuning_time_s"] = float(pd.to_numeric(cell["wall_s"], errors="coerce").fillna(0).sum())
-        best["tuning_train_s"] = float(pd.to_numeric(cell["train_time_s"], errors="coerce").fillna(0).sum())
+        best["tuning_train_s"] = float(pd.to_numeric(cell["train_time_s"], errors="coerce").fillna(0).sum()
+                                       + pd.to_numeric(cell.get("cv_train_s", pd.Series(dtype=float)),
+                                                       errors="coerce").fillna(0).sum())
         best["chosen_time_s"] = _num(best.get("wall_s"))
         best["selected_by"] = used
         best["select_metric"] = metric
@@ -124,13 +131,48 @@ def choose(df: pd.DataFrame, selection: dict[str, Any]) -> pd.DataFrame:
             best["refit_status"] = "missing" if refit is None else refit.get("status")
             if refit is not None and refit.get("status") == "ok":  # report the refit model's test numbers
                 for col in ("test_accuracy", "test_loss", "test_balanced_accuracy", "test_macro_f1", "confusion",
-                            "per_class_accuracy", "epoch_time_s", "train_time_s", "epochs", "predictions_file"):
+                            "per_class_accuracy", "epoch_time_s", "head_epoch_time_s", "cut", "train_time_s", "epochs",
+                            "predictions_file"):
                     if col in refit:
                         best[col] = refit[col]
                 best["tuning_time_s"] += float(refit.get("wall_s") or 0.0)
                 best["tuning_train_s"] += float(refit.get("train_time_s") or 0.0)
         out.append(best)
     return pd.DataFrame(out).reset_index(drop=True) if out else df.iloc[0:0].assign(**{c: None for c in TUNED_COLUMNS})
+
+
+def _fold_scores(row: pd.Series) -> list[float]:
+    scores = row.get("cv_scores")
+    return [float(v) for v in scores if _num(v) is not None] if isinstance(scores, (list, tuple)) or hasattr(scores, "tolist") else []
+
+
+def _cross_validated(ranked: list[pd.Series], selection: dict[str, Any]) -> tuple[pd.Series, str]:
+    """The configuration chosen on the folds: the best mean fold score, or with ``one_se`` the simplest
+    within one standard error of it (the best's fold scores' standard deviation over the square root of
+    their count; descriptive: fold scores are not independent, Nadeau and Bengio 2003). Keeps the fold
+    scores' spread and the runner-up's mean, which say how clear the choice was."""
+    top = ranked[0]
+    scores = _fold_scores(top)
+    sd = float(pd.Series(scores).std(ddof=1)) if len(scores) > 1 else None
+    chosen, note = top, ""
+    simpler = ((selection.get("simpler") or {}).get(top["strategy"]) or {})
+    if selection.get("one_se") and sd is not None and simpler:
+        floor = _num(top.get("cv_accuracy")) - sd / len(scores) ** 0.5
+        within = [r for r in ranked if (_num(r.get("cv_accuracy")) or -1.0) >= floor - 1e-12]
+
+        def simplicity(row: pd.Series) -> tuple:
+            p = row["params"] or {}
+            return tuple((p.get(k) if d == "low" else -p.get(k)) if isinstance(p.get(k), (int, float)) else 0
+                         for k, d in simpler.items())
+
+        chosen = min(within, key=lambda r: (simplicity(r), _rank(r, "cv_accuracy")))
+        note = ", one-SE"
+    out = chosen.copy()
+    out["cv_sd"] = float(pd.Series(_fold_scores(chosen)).std(ddof=1)) if len(_fold_scores(chosen)) > 1 else None
+    others = [_num(r.get("cv_accuracy")) for r in ranked if r["trial_id"] != chosen["trial_id"]]
+    others = [v for v in others if v is not None]
+    out["cv_runner_up"] = max(others) if others else None
+    return out, note
 
 
 def tuned_rows(df: pd.DataFrame, selection: dict[str, Any]) -> pd.DataFrame:

@@ -51,6 +51,10 @@ class Strategy(ABC):
             that differ only in these form a sweep and may be trained together
             (:meth:`zoo_bench.TrialContext.train_heads`, :meth:`zoo_bench.TrialContext.sweep_together`).
         pretrained: whether the base starts from pretrained weights.
+        on_features: trains only on cached bottleneck features, so refitting it is cheap: ``[select] folds``
+            cross-validates these (others only with ``fold_pixels``).
+        simpler: parameter -> "low" or "high", the direction that makes a configuration simpler (stronger
+            regularisation, smoother decision): what ``[select] one_se`` prefers, in this order.
         description: one line for ``zoo-bench plugins``.
     """
 
@@ -60,6 +64,8 @@ class Strategy(ABC):
     renamed_params: ClassVar[dict[str, str]] = {}
     sweep_params: ClassVar[tuple[str, ...]] = ()
     pretrained: ClassVar[bool] = True
+    on_features: ClassVar[bool] = False
+    simpler: ClassVar[dict[str, str]] = {}
     description: ClassVar[str] = ""
 
     @classmethod

@@ -38,7 +38,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     },
     "compare": {"fail": ([], "list[str]"), "equivalence": (1.0, "float")},
     "select": {"metric": ("val_accuracy", "str"), "search": ("none", "str"), "tune": ([], "list[str]"),
-               "refit": (False, "bool")},
+               "refit": (False, "bool"), "folds": (0, "int"), "repeats": (1, "int"), "one_se": (False, "bool"),
+               "fold_pixels": (False, "bool")},
     "ray": {"num_gpus": (1.0, "float"), "num_cpus": (1.0, "float")},
     "run": {
         "backends": (REQUIRED, "list[str]"), "backbones": (REQUIRED, "list[str]"),
@@ -78,6 +79,11 @@ class Suite:
     tuned_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> their default values
     quiet: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> params left out of ids at these defaults
     refit: bool = False  # retrain each chosen configuration on train + validation and test that
+    folds: int = 0  # K-fold selection over the size's pool (0: on the validation split); implies refit
+    repeats: int = 1  # repeats of the K folds, each with another assignment
+    one_se: bool = False  # choose the simplest configuration within one standard error of the best fold mean
+    fold_pixels: bool = False  # cross-validate the strategies on pixels too (costly), not only those on features
+    simpler: dict[str, dict[str, str]] = field(default_factory=dict)  # strategy -> Strategy.simpler, for one_se
     ray: dict[str, float] = field(default_factory=lambda: {"num_gpus": 1.0, "num_cpus": 1.0})  # per unit task
     profile: str | None = None
     profiles: tuple[str, ...] = ()
@@ -261,6 +267,10 @@ def parse_suite(
             bad(f"ray.{key}", f"must be {'at least 0' if allow_zero else 'more than 0'} and at most 1024, got {value}")
         elif value > 1 and value != int(value):  # Ray splits one GPU or CPU, not several
             bad(f"ray.{key}", f"must be a whole number above 1 (a fraction only below 1), got {value}")
+    folds = values["select"].get("folds") if "select" in data else 0
+    sizes = [v for v in ds.get("sizes") or [] if isinstance(v, int)]
+    if folds and sizes and min(sizes) < folds:
+        bad("select.folds", f"{folds} folds need at least {folds} images per class; dataset.sizes has {min(sizes)}")
     equivalence = values["compare"].get("equivalence")
     if equivalence is not None and not (0 < equivalence <= 100):
         bad("compare.equivalence", f"must be more than 0 and at most 100 points, got {equivalence}")
@@ -279,10 +289,15 @@ def parse_suite(
         image_size=run["image_size"] or None, precision=run["precision"], device=run["device"],
         strategies=strategies, strategy_backbones=strategy_backbones, min_batch_size=run["min_batch_size"], compile=run["compile"],
         select_metric=values["select"]["metric"] if "select" in data else None, tuned=tuned,
-        refit=bool(values["select"].get("refit")) if "select" in data else False,
+        refit=bool(values["select"].get("refit") or values["select"].get("folds")) if "select" in data else False,
+        folds=int(values["select"].get("folds") or 0) if "select" in data else 0,
+        repeats=int(values["select"].get("repeats") or 1) if "select" in data else 1,
+        one_se=bool(values["select"].get("one_se")) if "select" in data else False,
+        fold_pixels=bool(values["select"].get("fold_pixels")) if "select" in data else False,
         tuned_defaults={name: {k: registry.strategies[name].param_specs()[k].default for k in keys}
                         for name, keys in tuned.items()},
         quiet={name: quiet_defaults(registry.strategies[name].params) for name in strategies},
+        simpler={name: dict(registry.strategies[name].simpler) for name in tuned},
         ray={k: float(v) for k, v in values["ray"].items()}, profile=profile,
         profiles=tuple(declared_profiles), raw=data,
     )
@@ -447,6 +462,13 @@ def _check_select(select: dict, present: bool, strategies: dict[str, dict[str, l
         bad("select.metric", f"unknown metric {select.get('metric')!r} (allowed: {', '.join(SELECT_METRICS)})")
     if select.get("search") not in SEARCHES:
         bad("select.search", f"unknown search {select.get('search')!r} (allowed: {', '.join(SEARCHES)})")
+    folds, repeats = select.get("folds", 0), select.get("repeats", 1)
+    if folds is not None and folds != 0 and not 2 <= folds <= 20:
+        bad("select.folds", f"must be 0 (no cross-validation) or 2 to 20, got {folds}")
+    if repeats is not None and not 1 <= repeats <= 10:
+        bad("select.repeats", f"must be 1 to 10, got {repeats}")
+    if not folds and (select.get("one_se") or select.get("fold_pixels") or repeats not in (None, 1)):
+        bad("select", "one_se, fold_pixels and repeats need folds (K-fold selection): set select.folds = 5, say")
     tune = select.get("tune", [])
     known = {k for name in strategies for k in registry.strategies[name].param_specs()}
     for i, key in enumerate(tune):

@@ -67,21 +67,24 @@ def group_sweeps(trials: list[Trial], sweep_params: dict[str, tuple[str, ...]]
 class HeadSweeps:
     """Heads trained by an earlier trial of the same sweep, held until their own trial takes them.
 
-    Holds one sweep at a time: storing a new sweep drops what an abandoned one left.
+    Holds the sweeps of a few cells at a time (a cell with K-fold selection has one sweep per fold and
+    one on its own images); the oldest are dropped beyond :attr:`LIMIT`, so an abandoned sweep does
+    not stay.
     """
 
+    LIMIT = 64
+
     def __init__(self) -> None:
-        self._key: Hashable | None = None
-        self._heads: dict[tuple, Any] = {}
+        self._sweeps: dict[Hashable, dict[tuple, Any]] = {}
 
     def take(self, key: Hashable, params: dict[str, Any]) -> Any | None:
         """The stored result for these parameters (removed), or None."""
-        if key != self._key:
-            return None
-        return self._heads.pop(params_key(params), None)
+        heads = self._sweeps.get(key)
+        return None if heads is None else heads.pop(params_key(params), None)
 
     def put(self, key: Hashable, results: dict[tuple, Any]) -> None:
         """Keep ``params_key -> result`` for the other trials of sweep ``key``."""
-        if key != self._key:
-            self._key, self._heads = key, {}
-        self._heads.update(results)
+        self._sweeps.pop(key, None)
+        self._sweeps[key] = dict(results)
+        while len(self._sweeps) > self.LIMIT:
+            self._sweeps.pop(next(iter(self._sweeps)))

@@ -214,6 +214,9 @@ class TrialRunner:
         ctx.pooling = params.get("pooling", "avg")
         backend.reset_peak_memory()
         with PeakRSS() as rss:
+            cv = (self._cross_validate(trial, strategy, params, ctx, resize)
+                  if self.suite.folds and not trial.refit and (strategy.on_features or self.suite.fold_pixels) else {})
+            backend.seed(trial.seed)
             outcome = strategy.run(ctx, params)
         device = backend.device()
         gpu_peak = backend.peak_memory_mb()
@@ -231,7 +234,7 @@ class TrialRunner:
         fields["activation_maps_file"] = (self._activation_maps(trial, ctx, classifier, test)
                                           if self.options.activation_maps else None)
         return {
-            **fields,
+            **fields, **cv,
             "feature_time_s": ctx.feature_time_s,
             "cut": ctx.cut_used.describe() if ctx.cut_used is not None else None,
             "cut_time_s": ctx.cut_time_s if ctx.cut_used is not None else None,
@@ -247,6 +250,31 @@ class TrialRunner:
             "mean": list(spec.mean), "std": list(spec.std), "weights": "none" if ctx.random_base else spec.weights, "device": device.kind, "device_name": device.name,
             "precision": device.precision, "backend_settings": device.settings,
         }
+
+    def _cross_validate(self, trial: Trial, strategy: Any, params: dict[str, Any], ctx: TrialContext,
+                        resize: Any) -> dict[str, Any]:
+        """Accuracy of this configuration on each of the repeated stratified K folds of the size's pool
+        (train and validation images): fitted on the other folds, scored on the held-out one. These fits
+        are not rows; their labels are training labels. A sweep's configurations are fitted together, fold
+        by fold, as in the trial itself."""
+        scores, train_s = [], 0.0
+        for index, (fitted, held) in enumerate(sampling.folds(self.listing, trial.size, trial.seed, self.suite.folds,
+                                                              self.suite.repeats)):
+            fit_batch, held_batch = self.images.load(fitted, resize), self.images.load(held, resize)
+            self._log_skipped(fit_batch, held_batch)
+            hidden = dataclasses.replace(held_batch, labels=np.full(len(held_batch.labels), -1, np.int64))
+            fold_ctx = dataclasses.replace(
+                ctx, train=fit_batch, val=self.images.load((), resize), test=hidden, on_epoch=None,
+                sweep_key=("fold", index, ctx.sweep_key), feature_time_s=0.0, sweep_heads=None, cut_time_s=0.0,
+                cut_used=None)
+            ctx.backend.seed(trial.seed)
+            outcome = strategy.run(fold_ctx, params)
+            ctx.feature_time_s += fold_ctx.feature_time_s
+            train_s += outcome.train_time_s or 0.0
+            scores.append(float(np.mean(np.asarray(outcome.test_pred) == held_batch.labels)) if len(held_batch.labels)
+                          else float("nan"))
+        return {"cv_scores": scores, "cv_accuracy": float(np.nanmean(scores)), "cv_folds": self.suite.folds,
+                "cv_repeats": self.suite.repeats, "cv_train_s": train_s}
 
     def _activation_maps(self, trial: Trial, ctx: TrialContext, classifier: "_Classifier", test: Any) -> str | None:
         """Grad-CAM of the first test images of each class, as one PNG in ``activation_maps/``; None with a note

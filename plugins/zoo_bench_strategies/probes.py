@@ -103,6 +103,8 @@ class Svm(Strategy):
               "preprocess": preprocess_param("none", quiet="standardize"),
               "pooling": HEAD_PARAMS["pooling"]}
     search_space = {"C": SVM_C}
+    on_features = True
+    simpler = {"C": "low"}  # smaller C: stronger regularisation
     description = "linear SVM on pooled bottleneck features of the frozen base"
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
@@ -134,6 +136,8 @@ class LogReg(Strategy):
               "pooling": HEAD_PARAMS["pooling"]}
     search_space = {"C": LOGREG_C}
     sweep_params = ("C",)
+    on_features = True
+    simpler = {"C": "low"}
     description = "multinomial logistic regression (L-BFGS) on pooled bottleneck features of the frozen base"
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
@@ -176,6 +180,8 @@ class Knn(Strategy):
               "temperature": Param(0.07, low=0.0, low_open=True, help="votes weigh exp(similarity / temperature)"),
               "pooling": HEAD_PARAMS["pooling"]}
     search_space = {"k": KNN_K}
+    on_features = True
+    simpler = {"k": "high"}  # more neighbours: a smoother decision
     description = "k nearest neighbours (cosine similarity, weighted votes) on pooled features of the frozen base"
 
     @classmethod

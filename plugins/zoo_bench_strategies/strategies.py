@@ -149,6 +149,8 @@ class LastLayer(Strategy):
     search_space = {"lr": HEAD_LRS, "weight_decay": HEAD_WDS}
     sweep_params = ("lr", "optimizer", "weight_decay", "momentum", "hidden", "dropout", "restore_best", "patience",
                     "schedule", "warmup_epochs", "step_epochs", "step_gamma")
+    on_features = True
+    simpler = {"weight_decay": "high", "lr": "low"}  # stronger weight decay first, then the gentler step
     description = "frozen base, new classification head"
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
