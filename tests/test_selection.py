@@ -211,6 +211,7 @@ def test_k_fold_selection_reads_no_test_label(tmp_path, registry, cache_dir, tin
     assert meta["folds"] == 3 and meta["refit"] is True and meta["simpler"]["svm"] == {"C": "low"}
     features = clean[clean["strategy"] != "fpt"][~clean["refit"].fillna(False).astype(bool)[clean["strategy"] != "fpt"]]
     assert features["cv_scores"].map(len).eq(3).all() and features["cv_accuracy"].notna().all()
+    assert (features.loc[features["strategy"] == "last_layer", "cv_train_s"] > 0).all()  # head epochs count
     assert clean["cv_scores"].dropna().map(list).equals(corrupt["cv_scores"].dropna().map(list))
     assert clean[clean["strategy"] == "fpt"]["cv_accuracy"].isna().all()  # pixels: no folds unless asked
     assert chosen[False]["trial_id"].tolist() == chosen[True]["trial_id"].tolist()

@@ -270,7 +270,8 @@ class TrialRunner:
             ctx.backend.seed(trial.seed)
             outcome = strategy.run(fold_ctx, params)
             ctx.feature_time_s += fold_ctx.feature_time_s
-            train_s += outcome.train_time_s or 0.0
+            train_s += (outcome.train_time_s if outcome.train_time_s is not None
+                        else sum(e.seconds for e in outcome.epochs or []))  # heads report epochs, not a fit time
             scores.append(float(np.mean(np.asarray(outcome.test_pred) == held_batch.labels)) if len(held_batch.labels)
                           else float("nan"))
         return {"cv_scores": scores, "cv_accuracy": float(np.nanmean(scores)), "cv_folds": self.suite.folds,
