@@ -107,6 +107,11 @@ class Registry:
         """The loaded plugin of that name."""
         return next((p for p in self.plugins if p.name == name and not p.error), None)
 
+    def owner(self, kind: str, name: str) -> str:
+        """``'plugin' (distribution version)`` of whoever registered ``name`` as a ``kind``, for error lines."""
+        plugin = self.plugin(self.owners.get((kind, name), ""))
+        return plugin.label if plugin else "an unknown plugin"
+
     def backbone(self, backend: str, name: str) -> BackboneSpec | None:
         """The spec of a backbone of ``backend``: registered by name, or a catalogue's ``PREFIX:NAME``.
 

@@ -55,6 +55,9 @@ class Strategy(ABC):
             cross-validates these (others only with ``fold_pixels``).
         simpler: parameter -> "low" or "high", the direction that makes a configuration simpler (stronger
             regularisation, smoother decision): what ``[select] one_se`` prefers, in this order.
+        val_predictions: whether ``run`` predicts the validation images (``Outcome.val_pred``). Selection on
+            validation needs them: ``validate`` refuses to tune a strategy that declares False, and a
+            tuned trial whose strategy returns none fails.
         description: one line for ``zoo-bench plugins``.
     """
 
@@ -66,6 +69,7 @@ class Strategy(ABC):
     pretrained: ClassVar[bool] = True
     on_features: ClassVar[bool] = False
     simpler: ClassVar[dict[str, str]] = {}
+    val_predictions: ClassVar[bool] = True
     description: ClassVar[str] = ""
 
     @classmethod

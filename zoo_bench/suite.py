@@ -488,6 +488,11 @@ def _check_select(select: dict, present: bool, strategies: dict[str, dict[str, l
                 if key in sweeps and key not in keys:
                     keys.append(key)
         tuned[name] = tuple(sorted(keys))
+        folded = bool(folds) and (cls.on_features or bool(select.get("fold_pixels")))
+        if not cls.val_predictions and not folded and any(len(sweeps.get(k, [])) > 1 for k in keys):
+            bad(key_path("strategies", name), f"is tuned by [select] ({', '.join(sorted(keys))}), but it gives no "
+                "validation predictions to choose by (val_predictions = False): give it one value each"
+                + (", or set select.folds" if cls.on_features else ""))
     return tuned
 
 

@@ -19,8 +19,12 @@ What is checked (on small random images, random weights, CPU):
   where implemented, ``(N, classes)``); the same seed gives the same fit;
 * each strategy it registers: every parameter default is allowed by its own ``Param`` rules,
   ``search_space`` and ``sweep_params`` name real parameters; run on a small torch CNN with its
-  defaults (epoch counts capped at 2), it predicts one class in range per test image, its scores
-  have the right shape, trainable <= total parameters, and the same seed gives the same predictions.
+  defaults (epoch counts capped at 2), what it returns keeps the Outcome rules a trial checks too
+  (:func:`zoo_bench.outcome_rules.outcome_problems`: an Outcome; one class in range per test image;
+  scores of the right shape; validation predictions unless it declares ``val_predictions = False``;
+  trainable <= total parameters), and the same seed gives the same predictions.
+
+Every exception a plugin raises becomes a failure line of the report; the other checks go on.
 """
 from __future__ import annotations
 
@@ -31,7 +35,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .backend import Backend, BackboneSpec, HeadSpec, OptimizerSpec
+from .outcome_rules import outcome_problems
 from .plugins import Registry, load_plugins
+from .strategy import Outcome
 
 CLASSES = 2
 PER_CLASS = 6
@@ -208,18 +214,14 @@ def check_strategy(cls: type, registry: Registry, report: ContractReport) -> Non
     if first is None:
         return
     outcome, n_test, n_val = first
-    pred = np.asarray(outcome.test_pred)
-    if pred.shape != (n_test,) or not np.issubdtype(pred.dtype, np.integer) or not ((pred >= 0) & (pred < CLASSES)).all():
-        report.fail(subject, f"test_pred is {pred.dtype} {pred.shape}, expected integers ({n_test},) in 0..{CLASSES - 1}")
-    if outcome.val_pred is not None and np.asarray(outcome.val_pred).shape != (n_val,):
-        report.fail(subject, f"val_pred shape is {np.asarray(outcome.val_pred).shape}, expected {(n_val,)}")
-    if outcome.test_scores is not None and np.asarray(outcome.test_scores).shape != (n_test, CLASSES):
-        report.fail(subject, f"test_scores shape is {np.asarray(outcome.test_scores).shape}, "
-                             f"expected {(n_test, CLASSES)}")
-    if outcome.trainable_params > outcome.total_params:
-        report.fail(subject, f"{outcome.trainable_params} trainable of {outcome.total_params} parameters")
+    problems = outcome_problems(outcome, n_test, n_val, CLASSES, needs_val=bool(getattr(cls, "val_predictions", True)))
+    for problem in problems:
+        report.fail(subject, problem)
+    if problems:
+        return
     second = _guard(report, subject, "run() again with the same seed", lambda: _run_strategy(cls, backend_cls, params))
-    if second is not None and not np.array_equal(np.asarray(second[0].test_pred), pred):
+    if second is not None and not (isinstance(second[0], Outcome)
+                                   and np.array_equal(np.asarray(second[0].test_pred), np.asarray(outcome.test_pred))):
         report.fail(subject, "the same seed gave different test predictions: not deterministic")
 
 
@@ -278,9 +280,11 @@ def check_plugin(module: Any, backbones: list[str] | None = None, image_size: in
         if not ok:
             report.fail(f"backbone {backbone!r} (backend {backend_name})", f"backend unavailable: {why}")
             continue
-        check_backbone(cls, spec, report, image_size=image_size, weights_dir=weights_dir)
+        _guard(report, f"backbone {backbone!r} (backend {backend_name})", "checking it",
+               lambda: check_backbone(cls, spec, report, image_size=image_size, weights_dir=weights_dir))
     for strategy in owned.get("strategy", []):
-        check_strategy(registry.strategies[strategy], registry, report)
+        _guard(report, f"strategy {strategy!r}", "checking it",
+               lambda: check_strategy(registry.strategies[strategy], registry, report))
     if raise_on_failure and report.failures:
         raise ContractError(f"{len(report.failures)} contract rule(s) broken:\n" + "\n".join(report.failures))
     return report

@@ -24,11 +24,12 @@ from .augment import Augment
 from .backend import Backend, EpochStats
 from .context import FeatureCache, TrialContext
 from .dataset import Listing
-from .errors import DataError, DivergedError, ZooBenchError
+from .errors import DataError, DivergedError, PluginError, ZooBenchError
 from .grid import Trial
 from .images import ImageCache
 from .memory import PeakRSS
 from .metrics import scores_of
+from .outcome_rules import outcome_problems
 from .params import with_defaults
 from .plugins import Registry
 from .results import atomic_write, now_iso
@@ -218,6 +219,8 @@ class TrialRunner:
                   if self.suite.folds and not trial.refit and (strategy.on_features or self.suite.fold_pixels) else {})
             backend.seed(trial.seed)
             outcome = strategy.run(ctx, params)
+            self._check_outcome(trial, outcome, len(test.labels), len(val.labels),
+                                needs_val=self._tunes_on_validation(trial, strategy))
         device = backend.device()
         gpu_peak = backend.peak_memory_mb()
         fields = summarise_epochs(outcome.epochs)
@@ -251,6 +254,19 @@ class TrialRunner:
             "precision": device.precision, "backend_settings": device.settings,
         }
 
+    def _tunes_on_validation(self, trial: Trial, strategy: Any) -> bool:
+        """Whether this trial's configuration is chosen by its validation predictions (not folds, not a refit)."""
+        folded = bool(self.suite.folds) and (strategy.on_features or self.suite.fold_pixels)
+        return bool(self.suite.tuned.get(trial.strategy)) and not trial.refit and not folded
+
+    def _check_outcome(self, trial: Trial, outcome: Any, n_test: int, n_val: int, needs_val: bool = False) -> None:
+        """A strategy that breaks the Outcome rules fails its trial, in one line naming it and its plugin."""
+        problems = outcome_problems(outcome, n_test, n_val, len(self.listing.classes), needs_val)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise PluginError(f"strategy {trial.strategy!r} from plugin {self.registry.owner('strategy', trial.strategy)}"
+                              f" broke the Outcome contract: {problems[0]}{more}")
+
     def _cross_validate(self, trial: Trial, strategy: Any, params: dict[str, Any], ctx: TrialContext,
                         resize: Any) -> dict[str, Any]:
         """Accuracy of this configuration on each of the repeated stratified K folds of the size's pool
@@ -269,6 +285,7 @@ class TrialRunner:
                 cut_used=None)
             ctx.backend.seed(trial.seed)
             outcome = strategy.run(fold_ctx, params)
+            self._check_outcome(trial, outcome, len(held_batch.labels), 0)
             ctx.feature_time_s += fold_ctx.feature_time_s
             train_s += (outcome.train_time_s if outcome.train_time_s is not None
                         else sum(e.seconds for e in outcome.epochs or []))  # heads report epochs, not a fit time
