@@ -48,7 +48,7 @@ def test_a_broken_plugin_fails_on_every_fault_it_has():
                   "a fit with last_blocks=0 changed the base",
                   "predict gave float64 (12,), expected int64",
                   "strategy 'sloppy_strategy': the default of epochs is not allowed by its own rules",
-                  "test_pred is int64 (5,), expected integers (6,)"):
+                  "test_pred is int64 of shape (5,), expected integer classes of shape (6,)"):
         assert fault in text, text
     report = check_plugin(broken_contract_plugin, raise_on_failure=False)
     assert len(report.failures) >= 5

@@ -17,7 +17,7 @@ from .strategy import Outcome
 def describe(value: Any) -> str:
     """A short description of a wrong value: its type, and its shape and dtype for arrays."""
     if isinstance(value, np.ndarray):
-        return f"a {value.dtype} array of shape {value.shape}"
+        return f"{value.dtype} of shape {value.shape}"
     return f"a {type(value).__name__}"
 
 
