@@ -47,7 +47,8 @@ def test_a_broken_plugin_fails_on_every_fault_it_has():
                   "the same seed built a different base",
                   "a fit with last_blocks=0 changed the base",
                   "predict gave float64 (12,), expected int64",
-                  "strategy 'sloppy_strategy': the default of epochs is not allowed by its own rules",
+                  "zoo_bench_register_strategies()[1]: strategy 'bad_default': the default of epochs breaks its own "
+                  "rule: 0 is out of range (allowed: >= 1 and <= 10); ignored",
                   "test_pred is int64 of shape (5,), expected integer classes of shape (6,)"):
         assert fault in text, text
     report = check_plugin(broken_contract_plugin, raise_on_failure=False)

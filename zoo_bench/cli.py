@@ -560,7 +560,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
             regs = "\n".join(parts) or "(nothing)"
         table.add_row(info.name, info.distribution, info.version, regs)
     report.out.print(table)
-    return 0
+    return 1 if any(info.error for info in registry.plugins) else 0  # a plugin that did not load is a failure
 
 
 def cmd_list(args: argparse.Namespace) -> int:

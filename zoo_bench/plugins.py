@@ -309,6 +309,18 @@ def _item_problem(kind: str, base: type, item: Any, registry: Registry) -> str |
         return f"backbone name {name!r} must not contain '/' (trial ids and file names use it)"
     if kind == "backbone":
         return _resize_problem(item)
+    if kind == "strategy":
+        return _default_problem(item)
+    return None
+
+
+def _default_problem(cls: type) -> str | None:
+    """Why a strategy's parameter defaults break their own rules, or None: a suite that omits the parameter
+    would run a value the strategy itself forbids."""
+    for key, param in cls.param_specs().items():
+        problem = param.problem(param.default)
+        if problem:
+            return f"strategy {cls.name!r}: the default of {key} breaks its own rule: {problem}"
     return None
 
 
