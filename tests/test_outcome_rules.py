@@ -101,3 +101,15 @@ def test_check_plugin_reports_a_dict_outcome_and_still_checks_the_other_strategi
     assert any(f.startswith("strategy 'class_seven': test_pred has class 7") for f in report.failures)
     assert any(f.startswith("strategy 'no_validation': val_pred is None") for f in report.failures)
     assert not any(f.startswith(("strategy 'constant'", "strategy 'declared_no_validation'")) for f in report.failures)
+
+
+def test_what_plugins_use_is_exported_and_every_outcome_field_is_documented():
+    import dataclasses
+
+    import zoo_bench
+
+    for name in ("Outcome", "Strategy", "Param", "Batch", "Listing", "TrialContext", "BackboneSpec", "DatasetSource"):
+        assert name in zoo_bench.__all__ and hasattr(zoo_bench, name), name
+    doc = zoo_bench.Outcome.__doc__
+    for f in dataclasses.fields(zoo_bench.Outcome):
+        assert f"\n        {f.name}:" in doc or f" {f.name}," in doc or f", {f.name}:" in doc, f.name

@@ -11,13 +11,16 @@ from .errors import (
     WeightsUnavailableError, ZooBenchError,
 )
 from .hookspecs import hookimpl
+from .images import Batch
+from .params import Param
 from .strategy import Outcome, Strategy
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackboneCatalog", "BackboneSpec", "BackendUnavailableError", "DataError", "DatasetSource", "DivergedError", "Device",
-    "DownloadSpec", "EpochStats", "HeadSpec", "Listing", "OptimizerSpec", "Outcome", "PluginError",
+    "Backend", "BackboneCatalog", "BackboneSpec", "BackendUnavailableError", "Batch", "DataError", "DatasetSource",
+    "DivergedError", "Device", "DownloadSpec", "EpochStats", "HeadSpec", "Listing", "OptimizerSpec", "Outcome", "Param",
+    "PluginError",
     "Strategy", "SuiteError", "TrialContext", "UsageError", "WeightsUnavailableError", "ZooBenchError",
     "hookimpl", "__version__",
 ]

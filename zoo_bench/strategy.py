@@ -18,7 +18,29 @@ if TYPE_CHECKING:
 class Outcome:
     """What a strategy hands back; the runner turns it into a result row.
 
-    Predictions rather than accuracies, so every strategy is scored by the same code.
+    Predictions rather than accuracies, so every strategy is scored by the same code. The runner checks
+    each Outcome when ``run`` returns (:func:`zoo_bench.outcome_rules.outcome_problems`); one that breaks
+    a rule fails its trial with one line naming the strategy and its plugin.
+
+    Fields:
+        test_pred: one class index (an integer in 0..classes-1) per test image, in ``ctx.test`` order.
+        val_pred: the same for ``ctx.val``; required when the suite tunes the strategy on validation
+            images (``[select]``), unless the strategy declares ``val_predictions = False``. None otherwise.
+        epochs: one :class:`EpochStats` per epoch trained, across phases (empty for a closed-form fit).
+        trainable_params, total_params: parameter counts of what was trained and of the whole model
+            (trainable <= total); the tables' cost columns read them.
+        train_time_s: seconds to fit, for strategies without epochs (svm); None where epochs say it.
+        test_scores: class scores per test image, shape (N, classes), floats without NaN (-inf allowed);
+            they give ROC AUC and, when logits, the test loss. None: no scores.
+        val_scores: the same for the validation images.
+        best_epoch: the 1-based epoch (across phases) whose weights were kept by ``restore_best``.
+        scores_are_logits: True when the scores are logits (softmax gives probabilities): validation loss
+            is computed from them and breaks ties between configurations of equal validation accuracy.
+            False (an SVM's margins): no loss, so ``[select]`` ties fall to the trial id instead.
+        model: the trained network, for ``--save-models`` (a classifier of pixels, or a head on features).
+        model_input: "pixels", or "features" when ``model`` is a head on the frozen base's pooled features.
+        linear: a linear map on standardised features (mean, scale, coef, intercept), saved in place of a
+            network by the linear probes.
     """
 
     test_pred: np.ndarray
@@ -26,14 +48,14 @@ class Outcome:
     epochs: list[EpochStats] = field(default_factory=list)
     trainable_params: int = 0
     total_params: int = 0
-    train_time_s: float | None = None  # for strategies without epochs (svm): seconds to fit
-    test_scores: np.ndarray | None = None  # class scores (logits; the SVM's decision values), (N, C)
+    train_time_s: float | None = None
+    test_scores: np.ndarray | None = None
     val_scores: np.ndarray | None = None
-    best_epoch: int | None = None  # 1-based, across phases: the best validation epoch
-    scores_are_logits: bool = True  # False (an SVM's margins): no cross-entropy loss is computed from them
-    model: Any = None  # the trained network, for --save-models (a classifier of pixels, or a head on features)
-    model_input: str = "pixels"  # "features": ``model`` is a head on the frozen base's pooled features
-    linear: dict[str, np.ndarray] | None = None  # a linear map on standardised features: mean, scale, coef, intercept
+    best_epoch: int | None = None
+    scores_are_logits: bool = True
+    model: Any = None
+    model_input: str = "pixels"
+    linear: dict[str, np.ndarray] | None = None
 
 
 class Strategy(ABC):
