@@ -15,7 +15,7 @@ from typing import Any
 
 from . import __version__
 from .backend import Backend
-from .dataset import Listing
+from .dataset import Listing, listing_problems
 from .errors import DataError, SuiteError, ZooBenchError
 from .grid import Trial, expand
 from .plugins import Registry
@@ -56,10 +56,11 @@ def list_dataset(suite: Suite, registry: Registry, options: RunOptions, console=
         from .download import get
 
         get(spec, root.parent, options.cache_dir, console=console)
+    name = suite.dataset["source"]
     try:
-        return source.list(root, suite.dataset, options.cache_dir)
+        listing = source.list(root, suite.dataset, options.cache_dir)
     except (ValueError, TypeError, OSError) as exc:  # a source's own check that is not a DataError yet
-        raise DataError(f"{suite.path}: dataset: source {suite.dataset['source']!r}: {one_line(exc)}") from None
+        raise DataError(f"{suite.path}: dataset: source {name!r}: {one_line(exc)}") from None
     except DataError as exc:
         hint = ""
         if not root.exists():
@@ -68,6 +69,14 @@ def list_dataset(suite: Suite, registry: Registry, options: RunOptions, console=
                     f"or put the images in {root}{known})")
         key = "" if str(exc).startswith("dataset.") else "dataset: "  # the source named the key itself
         raise DataError(f"{suite.path}: {key}{exc}{hint}") from None
+    except Exception as exc:  # a plugin's fault: one line naming it, never a traceback
+        raise DataError(f"{suite.path}: dataset: source {name!r} from plugin {registry.owner('dataset', name)} "
+                        f"raised {one_line(exc)}") from None
+    problems = listing_problems(listing, check_files=False)  # files: each unreadable one is skipped and listed
+    if problems:
+        raise DataError(f"{suite.path}: dataset: source {name!r} from plugin {registry.owner('dataset', name)} "
+                        f"broke the Listing contract: {problems[0]}")
+    return listing
 
 
 def check_sizes(suite: Suite, listing: Listing) -> None:

@@ -24,6 +24,10 @@ What is checked (on small random images, random weights, CPU):
   scores of the right shape; validation predictions unless it declares ``val_predictions = False``;
   trainable <= total parameters), and the same seed gives the same predictions.
 
+* each data source it registers: its options are a dict; listed from a folder the caller names
+  (``check_plugin(..., datasets={"name": folder})``), it returns a :class:`zoo_bench.Listing` whose class
+  indices are in range and whose files exist.
+
 Every exception a plugin raises becomes a failure line of the report; the other checks go on.
 """
 from __future__ import annotations
@@ -241,12 +245,44 @@ def _run_strategy(cls: type, backend_cls: type, params: dict[str, Any]) -> tuple
     return cls().run(ctx, dict(params)), len(parts["test"].labels), len(parts["val"].labels)
 
 
+def check_dataset(cls: type, report: ContractReport, root: Any = None, config: dict[str, Any] | None = None,
+                  cache_dir: Any = None) -> None:
+    """The data-source rules: its options' defaults have plain types; listed from ``root`` (when given),
+    it returns a Listing whose labels are in range and whose files exist."""
+    import tempfile
+    from pathlib import Path
+
+    from .dataset import listing_problems
+
+    subject = f"dataset {cls.name!r}"
+    report.checked.append(subject)
+    options = getattr(cls, "options", {})
+    if not isinstance(options, dict):
+        report.fail(subject, f"options is {type(options).__name__}, expected a dict of [dataset] keys and defaults")
+    if root is None:
+        return
+    source = _guard(report, subject, "creating the source", cls)
+    if source is None:
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        config = {"source": cls.name, **(options if isinstance(options, dict) else {}), **(config or {})}
+        listing = _guard(report, subject, f"list({root})",
+                         lambda: source.list(Path(root), config, Path(cache_dir or scratch)))
+    if listing is None:
+        return
+    for problem in listing_problems(listing, check_files=True):
+        report.fail(subject, problem)
+
+
 def check_plugin(module: Any, backbones: list[str] | None = None, image_size: int | None = None,
-                 weights_dir: str | None = None, raise_on_failure: bool = True) -> ContractReport:
+                 weights_dir: str | None = None, raise_on_failure: bool = True,
+                 datasets: dict[str, Any] | None = None) -> ContractReport:
     """Load ``module`` as a plugin and check everything it registers (see the module docstring).
 
     ``backbones`` names the backbones to check instead of all the plugin registers (members of a
     catalogue, or a few of many); ``image_size`` overrides their input size to keep checks fast.
+    ``datasets`` maps a data source's name to the folder to list (or to ``(folder, [dataset] options)``);
+    a source without one has its options checked only.
     Raises :class:`ContractError` listing every failure unless ``raise_on_failure`` is False.
     """
     registry = load_plugins(extra=[module])
@@ -285,9 +321,14 @@ def check_plugin(module: Any, backbones: list[str] | None = None, image_size: in
     for strategy in owned.get("strategy", []):
         _guard(report, f"strategy {strategy!r}", "checking it",
                lambda: check_strategy(registry.strategies[strategy], registry, report))
+    for dataset in owned.get("dataset", []):
+        where = (datasets or {}).get(dataset)
+        root, config = where if isinstance(where, tuple) else (where, None)
+        _guard(report, f"dataset {dataset!r}", "checking it",
+               lambda: check_dataset(registry.datasets[dataset], report, root, config))
     if raise_on_failure and report.failures:
         raise ContractError(f"{len(report.failures)} contract rule(s) broken:\n" + "\n".join(report.failures))
     return report
 
 
-__all__ = ["ContractError", "ContractReport", "check_backbone", "check_plugin", "check_strategy"]
+__all__ = ["ContractError", "ContractReport", "check_backbone", "check_dataset", "check_plugin", "check_strategy"]
