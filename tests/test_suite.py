@@ -308,3 +308,13 @@ def test_k_fold_needs_as_many_images_per_class_as_folds_and_implies_refit(tmp_pa
     suite = parse_suite(write_suite(tmp_path, BASE + "[select]\nfolds = 3\nrepeats = 2\none_se = true\n"), registry)
     assert (suite.folds, suite.repeats, suite.one_se, suite.refit) == (3, 2, True, True)
     assert suite.simpler["svm"] == {"C": "low"}
+
+
+def test_a_pretrained_strategy_on_a_backbone_without_weights_is_refused_before_anything_runs(tmp_path, registry):
+    body = TINY_SUITE.replace('backbones = ["mini_cnn"]', 'backbones = ["mini_cnn", "tiny_cnn"]') + "[strategies.svm]\n"
+    with pytest.raises(SuiteError) as err:
+        parse_suite(write_suite(tmp_path, body), registry)
+    assert str(err.value).endswith(
+        "strategies.svm: starts from pretrained weights, but backbone 'tiny_cnn' (torch) has none: train it with a "
+        "strategy that does not (scratch), or name the backbones this strategy runs on (strategies.svm.backbones)")
+    parse_suite(write_suite(tmp_path, body + 'backbones = ["mini_cnn"]\n[strategies.scratch]\nepochs = 1\n'), registry)

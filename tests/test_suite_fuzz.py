@@ -43,7 +43,7 @@ BASE: dict[str, Any] = {
     "strategies": {
         "svm": {"C": [0.5, 1.0], "backbones": ["efficientnet_lite0"]},
         "scratch": {"epochs": 2, "hidden": [[16], [32, 16]], "backbones": ["tiny_cnn"]},
-        "fpt": {"finetune_lr": 1e-4, "augment": False},
+        "fpt": {"finetune_lr": 1e-4, "augment": False, "backbones": ["efficientnet_lite0"]},
     },
     "profiles": {"small": {"dataset": {"sizes": [4]}, "strategies": {"scratch": {"epochs": 1}}},
                  "wide": {"run": {"batch_size": 16}}},

@@ -259,6 +259,7 @@ def parse_suite(
     _check_ranges(run, ds, meta, bad)
     strategies, strategy_backbones, given = _check_strategies(data.get("strategies", {}), registry, run, bad)
     tuned = _check_select(values["select"], "select" in data, strategies, given, registry, bad)
+    _check_pretrained(strategies, strategy_backbones, run, registry, bad)
     for key, allow_zero in (("num_gpus", True), ("num_cpus", False)):
         value = values["ray"].get(key)
         if value is None:
@@ -494,6 +495,25 @@ def _check_select(select: dict, present: bool, strategies: dict[str, dict[str, l
                 "validation predictions to choose by (val_predictions = False): give it one value each"
                 + (", or set select.folds" if cls.on_features else ""))
     return tuned
+
+
+def _check_pretrained(strategies: dict[str, Any], only: dict[str, tuple[str, ...]], run: dict, registry: Registry,
+                      bad: Bad) -> None:
+    """A strategy that starts from pretrained weights on a backbone that has none would fail every trial:
+    refused here, before anything runs."""
+    for name in strategies:
+        if not registry.strategies[name].pretrained:
+            continue
+        for backend in run.get("backends") or []:
+            for backbone in only.get(name) or run.get("backbones") or []:
+                try:
+                    spec = registry.backbone(backend, backbone)
+                except Exception:  # a catalogue that cannot resolve here: reported with run.backbones
+                    continue
+                if spec is not None and spec.weights == "none":
+                    bad(key_path("strategies", name), f"starts from pretrained weights, but backbone {backbone!r} "
+                        f"({backend}) has none: train it with a strategy that does not (scratch), or name the "
+                        f"backbones this strategy runs on (strategies.{name}.backbones)")
 
 
 def _check_strategy_backbones(name: str, value: Any, run: dict, bad: Bad) -> tuple[str, ...]:
