@@ -4,6 +4,8 @@ from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
+import pytest
+
 from zoo_bench import Strategy, __version__, hookimpl
 from zoo_bench import plugins as plugins_mod
 from zoo_bench_strategies.probes import Svm
@@ -152,3 +154,29 @@ def test_a_backbone_whose_resize_cannot_be_applied_is_refused_at_registration():
     assert "backbone 'fuzzy': interpolation 'fuzzy' (allowed: bilinear, bicubic" in errors
     assert "backbone 'wide': crop_pct must be in (0, 1], got 1.5" in errors
     assert "fine" in registry.backbones["torch"] and "fuzzy" not in registry.backbones["torch"]
+
+
+def test_a_duplicate_strategy_name_is_named_in_the_suite_error_with_both_plugins(tmp_path):
+    import types
+
+    import tiny_backbone
+    from conftest import TINY_SUITE, write_suite
+    from zoo_bench import Outcome, Strategy, SuiteError, hookimpl
+    from zoo_bench.suite import parse_suite
+
+    def plugin(module: str, params: dict) -> types.ModuleType:
+        cls = type("Nearest", (Strategy,), {"name": "nearest", "params": params, "pretrained": False,
+                                            "run": lambda self, ctx, p: Outcome(test_pred=ctx.test.labels * 0)})
+        mod = types.ModuleType(module)
+        mod.zoo_bench_register_strategies = hookimpl(lambda: [cls])
+        return mod
+
+    registry = plugins_mod.load_plugins(extra=[tiny_backbone, plugin("first_knn", {}), plugin("second_knn", {"k": 5})])
+    assert registry.load_errors == ["plugin 'second_knn' (in-process): zoo_bench_register_strategies()[0]: strategy "
+                                    "'nearest' is already registered by plugin 'first_knn' (in-process); ignored"]
+    with pytest.raises(SuiteError) as err:
+        parse_suite(write_suite(tmp_path, TINY_SUITE + "[strategies.nearest]\nk = 3\n"), registry)
+    assert str(err.value).endswith(
+        "strategies.nearest.k: unknown parameter (it takes no parameters); strategy 'nearest' is plugin 'first_knn' "
+        "(in-process)'s: plugin 'second_knn' (in-process) also registers it and was ignored (first-party plugins "
+        "first, then by distribution name)")

@@ -92,6 +92,7 @@ class Registry:
     downloads: dict[str, Any] = field(default_factory=dict)
     plugins: list[PluginInfo] = field(default_factory=list)
     owners: dict[tuple[str, str], str] = field(default_factory=dict)
+    shadowed: dict[tuple[str, str], list[str]] = field(default_factory=dict)  # later registrations refused
 
     @property
     def load_errors(self) -> list[str]:
@@ -111,6 +112,14 @@ class Registry:
         """``'plugin' (distribution version)`` of whoever registered ``name`` as a ``kind``, for error lines."""
         plugin = self.plugin(self.owners.get((kind, name), ""))
         return plugin.label if plugin else "an unknown plugin"
+
+    def duplicate_note(self, kind: str, name: str) -> str:
+        """For an error about ``name``: whose registration is in use and whose were ignored, or ""."""
+        ignored = self.shadowed.get((kind, name))
+        if not ignored:
+            return ""
+        return (f"; {kind} {name!r} is plugin {self.owner(kind, name)}'s: plugin {', '.join(ignored)} also registers "
+                "it and was ignored (first-party plugins first, then by distribution name)")
 
     def backbone(self, backend: str, name: str) -> BackboneSpec | None:
         """The spec of a backbone of ``backend``: registered by name, or a catalogue's ``PREFIX:NAME``.
@@ -343,6 +352,7 @@ def _claim(registry: Registry, kind: str, name: str, info: PluginInfo) -> str | 
     if key in registry.owners:
         owner = registry.plugin(registry.owners[key])
         who = owner.label if owner else repr(registry.owners[key])
+        registry.shadowed.setdefault(key, []).append(info.label)
         return f"{kind} {name!r} is already registered by plugin {who}"
     registry.owners[key] = info.name
     return None

@@ -445,7 +445,7 @@ def _check_strategies(section: Any, registry: Registry, run: dict, bad: Bad
             backbones = _check_strategy_backbones(name, params.pop("backbones"), run, bad)
             if backbones:
                 only[name] = backbones
-        out[name] = _check_params(name, params, cls, bad)
+        out[name] = _check_params(name, params, cls, bad, registry.duplicate_note("strategy", name))
         given[name] = set(params)
     return out, only, given
 
@@ -528,16 +528,18 @@ def _check_strategy_backbones(name: str, value: Any, run: dict, bad: Bad) -> tup
     return tuple(value)
 
 
-def _check_params(name: str, params: dict[str, Any], cls: Any, bad: Bad) -> dict[str, list[Any]]:
-    """One strategy's parameters as sweep points, checked against its declared schema; defaults filled in."""
+def _check_params(name: str, params: dict[str, Any], cls: Any, bad: Bad, duplicate: str = "") -> dict[str, list[Any]]:
+    """One strategy's parameters as sweep points, checked against its declared schema; defaults filled in.
+    ``duplicate``: whose strategy of this name is in use, when another plugin's was ignored."""
     specs = cls.param_specs()
     renamed = getattr(cls, "renamed_params", {}) or {}
     resolved: dict[str, list[Any]] = {}
     for key, value in params.items():
         where = key_path("strategies", name, key)
         if key not in specs:
-            hint = f"renamed to {renamed[key]!r}" if key in renamed else f"allowed: {_allowed(list(specs))}"
-            bad(where, f"unknown parameter ({hint})")
+            hint = (f"renamed to {renamed[key]!r}" if key in renamed else
+                    f"allowed: {_allowed(list(specs))}" if specs else "it takes no parameters")
+            bad(where, f"unknown parameter ({hint}){duplicate}")
             continue
         spec = specs[key]
         if isinstance(value, list) and not isinstance(spec.default, list):
