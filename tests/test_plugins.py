@@ -180,3 +180,38 @@ def test_a_duplicate_strategy_name_is_named_in_the_suite_error_with_both_plugins
         "strategies.nearest.k: unknown parameter (it takes no parameters); strategy 'nearest' is plugin 'first_knn' "
         "(in-process)'s: plugin 'second_knn' (in-process) also registers it and was ignored (first-party plugins "
         "first, then by distribution name)")
+
+
+def test_run_json_records_each_provider_and_a_resume_says_when_another_plugin_answers(tmp_path):
+    import json
+    import types
+
+    import tiny_backbone
+    from conftest import TINY_SUITE, write_suite
+    from zoo_bench import Outcome
+    from zoo_bench.prepare import prepare_run
+    from zoo_bench.runner import RunOptions
+    from zoo_bench.suite import parse_suite
+
+    def plugin(module: str) -> types.ModuleType:
+        cls = type("Nearest", (Strategy,), {"name": "nearest", "pretrained": False,
+                                            "run": lambda self, ctx, p: Outcome(test_pred=ctx.test.labels * 0)})
+        mod = types.ModuleType(module)
+        mod.zoo_bench_register_strategies = hookimpl(lambda: [cls])
+        return mod
+
+    path = write_suite(tmp_path, TINY_SUITE + "[strategies.nearest]\n")
+    options = RunOptions(data_root=tmp_path, cache_dir=tmp_path / "c", device="cpu")
+    runs = []
+    for module in ("knn_one", "knn_two"):
+        registry = plugins_mod.load_plugins(extra=[tiny_backbone, plugin(module)])
+        runs.append(prepare_run(parse_suite(path, registry), registry, options, tmp_path / "r", lock=False))
+    meta = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert meta["providers"]["strategy"] == {"nearest": "'knn_one' (in-process)"}  # the first start's
+    assert meta["resumes"][-1]["providers"]["strategy"] == {"nearest": "'knn_two' (in-process)"}
+    assert meta["providers"]["backbone"] == {"torch/mini_cnn": "'tiny_backbone' (in-process)"}
+    assert meta["providers"]["backend"]["torch"].startswith("'torch' (zoo-bench ")
+    assert runs[0].provider_changes == []
+    assert runs[1].provider_changes == [
+        f"{tmp_path / 'r' / 'run.json'}: strategy 'nearest' was provided by plugin 'knn_one' (in-process); now by "
+        "plugin 'knn_two' (in-process): its numbers may not compare"]

@@ -358,6 +358,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                            console=report.err)
     store = prepared.store
     trials = prepared.trials
+    for line in prepared.provider_changes:
+        report.error(line)
     for trial_id, why in prepared.not_applicable:
         report.message(f"not run: {trial_id}: {why}")
     if prepared.healed_bytes:

@@ -134,6 +134,32 @@ def run_metadata(suite: Suite, run_id: str, backends: dict[str, Backend | Except
     }
 
 
+def providers(suite: Suite, registry: Registry) -> dict[str, dict[str, str]]:
+    """Which plugin (and distribution) provided each backend, backbone, strategy and data source the suite
+    uses: run.json keeps it, so a resumed or compared run can say when another plugin answers to a name."""
+    backbones = {f"{backend}/{name}": registry.owner("backbone", f"{backend}/{name}")
+                 for backend in suite.backends for name in suite.backbones
+                 if ("backbone", f"{backend}/{name}") in registry.owners}
+    backbones.update({f"{backend}/{name}": registry.owner("catalog", f"{name.split(':', 1)[0]}:*")
+                      for backend in suite.backends for name in suite.backbones if ":" in name})
+    return {"backend": {name: registry.owner("backend", name) for name in suite.backends},
+            "backbone": backbones,
+            "strategy": {name: registry.owner("strategy", name) for name in suite.strategies},
+            "dataset": {suite.dataset["source"]: registry.owner("dataset", suite.dataset["source"])}}
+
+
+def provider_changes(before: dict[str, Any], now: dict[str, Any], where: str) -> list[str]:
+    """One line per name another plugin provides now than in ``before`` (both run.json ``providers``)."""
+    lines = []
+    for kind, names in (now or {}).items():
+        for name, label in names.items():
+            old = ((before or {}).get(kind) or {}).get(name)
+            if old is not None and old != label:
+                lines.append(f"{where}: {kind} {name!r} was provided by plugin {old}; now by plugin {label}: "
+                             "its numbers may not compare")
+    return lines
+
+
 def selection_meta(suite: Suite) -> dict[str, Any] | None:
     """How tuned tables pick a configuration: the metric and the parameters tuned per strategy."""
     if suite.select_metric is None:
@@ -179,6 +205,7 @@ class PreparedRun:
     run_id: str
     healed_bytes: int = 0  # bytes of an unfinished last line an interrupted write had left, now removed
     not_applicable: list[tuple[str, str]] = field(default_factory=list)  # (trial id, why): not run
+    provider_changes: list[str] = field(default_factory=list)  # names another plugin answers to since run.json
 
 
 def prepare_run(suite: Suite, registry: Registry, options: RunOptions, run_dir: Path, *,
@@ -197,9 +224,13 @@ def prepare_run(suite: Suite, registry: Registry, options: RunOptions, run_dir: 
         store.lock()
     healed = store.heal()
     backends = make_backends(suite, registry, options)
-    store.write_meta(run_metadata(suite, run_dir.name, backends, len(trials), listing.classes))
+    old = store.meta()
+    before = next((r["providers"] for r in reversed(old.get("resumes") or []) if "providers" in r), old.get("providers"))
+    meta = {**run_metadata(suite, run_dir.name, backends, len(trials), listing.classes),
+            "providers": providers(suite, registry)}
+    store.write_meta(meta)
     return PreparedRun(suite, registry, options, listing, store, backends, trials, run_dir.name, healed,
-                       not_applicable)
+                       not_applicable, provider_changes(before, meta["providers"], str(run_dir / "run.json")))
 
 
 def applicable(trials: list[Trial], suite: Suite, registry: Registry, listing: Listing

@@ -55,7 +55,8 @@ class RunStore:
                 os.replace(path, path.with_name("run.json.damaged"))
             else:
                 old.setdefault("resumes", []).append({"started_at": meta["started_at"],
-                                                      "versions": meta.get("versions")})
+                                                      "versions": meta.get("versions"),
+                                                      **({"providers": meta["providers"]} if "providers" in meta else {})})
                 meta = old
         atomic_write(path, (json.dumps(meta, indent=2, default=str) + "\n").encode())
 
