@@ -86,6 +86,10 @@ class Suite:
     simpler: dict[str, dict[str, str]] = field(default_factory=dict)  # strategy -> Strategy.simpler, for one_se
     ray: dict[str, float] = field(default_factory=lambda: {"num_gpus": 1.0, "num_cpus": 1.0})  # per unit task
     profile: str | None = None
+
+    def cross_validates(self, strategy: Any) -> bool:
+        """Whether ``[select] folds`` chooses this strategy's configuration (else the validation split does)."""
+        return bool(self.folds) and (bool(strategy.on_features) or self.fold_pixels)
     profiles: tuple[str, ...] = ()
     raw: dict[str, Any] = field(default_factory=dict)
 

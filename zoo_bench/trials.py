@@ -216,7 +216,7 @@ class TrialRunner:
         backend.reset_peak_memory()
         with PeakRSS() as rss:
             cv = (self._cross_validate(trial, strategy, params, ctx, resize)
-                  if self.suite.folds and not trial.refit and (strategy.on_features or self.suite.fold_pixels) else {})
+                  if self.suite.cross_validates(strategy) and not trial.refit else {})
             backend.seed(trial.seed)
             outcome = strategy.run(ctx, params)
             self._check_outcome(trial, outcome, len(test.labels), len(val.labels),
@@ -256,8 +256,7 @@ class TrialRunner:
 
     def _tunes_on_validation(self, trial: Trial, strategy: Any) -> bool:
         """Whether this trial's configuration is chosen by its validation predictions (not folds, not a refit)."""
-        folded = bool(self.suite.folds) and (strategy.on_features or self.suite.fold_pixels)
-        return bool(self.suite.tuned.get(trial.strategy)) and not trial.refit and not folded
+        return bool(self.suite.tuned.get(trial.strategy)) and not trial.refit and not self.suite.cross_validates(strategy)
 
     def _check_outcome(self, trial: Trial, outcome: Any, n_test: int, n_val: int, needs_val: bool = False) -> None:
         """A strategy that breaks the Outcome rules fails its trial, in one line naming it and its plugin."""
