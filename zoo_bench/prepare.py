@@ -69,6 +69,8 @@ def list_dataset(suite: Suite, registry: Registry, options: RunOptions, console=
                     f"or put the images in {root}{known})")
         key = "" if str(exc).startswith("dataset.") else "dataset: "  # the source named the key itself
         raise DataError(f"{suite.path}: {key}{exc}{hint}") from None
+    except ZooBenchError:  # already one line with its own key (weights, usage): kept as it is
+        raise
     except Exception as exc:  # a plugin's fault: one line naming it, never a traceback
         raise DataError(f"{suite.path}: dataset: source {name!r} from plugin {registry.owner('dataset', name)} "
                         f"raised {one_line(exc)}") from None
