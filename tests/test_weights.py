@@ -91,3 +91,19 @@ def test_efficientnet_lite_weights_see_cats_and_dogs_and_our_blocks_give_the_mod
     assert cats + dogs >= 7, top
     assert width == ours.shape[1] == 1280
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_a_weights_file_in_weights_dir_silences_the_not_downloaded_warning(offline, tmp_path):
+    from zoo_bench.grid import Trial
+    from zoo_bench.prepare import weights_to_download
+
+    registry = load_plugins()
+    trials = [Trial("torch", "mobilenet_v2", "svm", (), 10, 0), Trial("torch", "mobilenet_v2", "scratch", (), 10, 0),
+              Trial("torch", "efficientnet_lite0", "svm", (), 10, 0)]
+    assert [line.split(":")[0] for line in weights_to_download(trials, registry, None)] == [
+        "backbone 'mobilenet_v2' (torch)"]
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    (weights_dir / "mobilenet_v2-7ebf99e0.pth").write_bytes(b"")
+    assert weights_to_download(trials, registry, str(weights_dir)) == []
+    assert weights_to_download(trials[1:2], registry, None) == []  # scratch needs no weights

@@ -70,6 +70,16 @@ class BackboneSpec:
     crop_mode: str = "center"
     weights_present: Callable[[str | None], bool] | None = None
 
+    def present(self, weights_dir: str | None) -> bool | None:
+        """Whether the pretrained weights are on this machine: None when there are none or the plugin
+        cannot tell (a check that raises tells nothing either way)."""
+        if self.weights == "none" or self.weights_present is None:
+            return None
+        try:
+            return bool(self.weights_present(weights_dir))
+        except Exception:
+            return None
+
     def resize(self, image_size: int | None = None) -> "Resize":
         """The resize policy of this backbone at ``image_size`` (its own size by default)."""
         from .images import Resize

@@ -17,7 +17,7 @@ from .errors import DataError, PluginError, SuiteError, UsageError, ZooBenchErro
 from .grid import expand, select
 from .plugins import Registry, load_plugins
 from .results import RunStore, load_run, new_run_id
-from .prepare import RunOptions, check_sizes, list_dataset, prepare_run
+from .prepare import RunOptions, check_sizes, list_dataset, prepare_run, weights_to_download
 from .runner import Runner
 from .suite import Suite, parse_suite, profile_names, read_toml
 
@@ -206,6 +206,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     listing = list_dataset(suite, registry, options, console=report.err)
     check_sizes(suite, listing)
     trials = expand(suite)
+    for line in weights_to_download(trials, registry, options.weights_dir):
+        report.message(f"warning: {line}")
     report.message(f"{args.suite}: ok ({len(trials)} trials; {len(listing.classes)} classes, "
                    f"{len(listing.train)} train and {len(listing.test)} test images)")
     return 0
@@ -360,6 +362,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     trials = prepared.trials
     for line in prepared.provider_changes:
         report.error(line)
+    for line in weights_to_download(trials, registry, options.weights_dir):
+        report.message(f"warning: {line}")
     for trial_id, why in prepared.not_applicable:
         report.message(f"not run: {trial_id}: {why}")
     if prepared.healed_bytes:

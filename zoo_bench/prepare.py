@@ -162,6 +162,29 @@ def provider_changes(before: dict[str, Any], now: dict[str, Any], where: str) ->
     return lines
 
 
+def weights_to_download(trials: list[Trial], registry: Registry, weights_dir: str | None) -> list[str]:
+    """One warning per backbone whose pretrained weights exist but are not on this machine yet, naming the
+    pretrained strategies among ``trials`` that need them: their first trial downloads the weights, or
+    fails offline. (A backbone with no weights at all is refused when the suite is read.)"""
+    users: dict[tuple[str, str], list[str]] = {}
+    for t in trials:
+        if registry.strategies[t.strategy].pretrained:
+            names = users.setdefault((t.backend, t.backbone), [])
+            if t.strategy not in names:
+                names.append(t.strategy)
+    lines = []
+    for (backend, backbone), names in users.items():
+        try:
+            spec = registry.backbone(backend, backbone)
+        except Exception:  # a catalogue that cannot resolve here: its trials report it
+            continue
+        if spec is not None and spec.present(weights_dir) is False:
+            lines.append(f"backbone {backbone!r} ({backend}): its pretrained weights ({spec.weights}) are not on "
+                         f"this machine yet; {', '.join(names)} will download them on first use, which fails "
+                         "offline (--weights-dir or ZOO_BENCH_WEIGHTS_DIR names a folder that has them)")
+    return lines
+
+
 def selection_meta(suite: Suite) -> dict[str, Any] | None:
     """How tuned tables pick a configuration: the metric and the parameters tuned per strategy."""
     if suite.select_metric is None:

@@ -36,17 +36,6 @@ def _matches(name: str, pattern: str) -> bool:
     return fnmatch.fnmatch(name, pattern) or fnmatch.fnmatch(rest, pattern)
 
 
-def _present(spec: BackboneSpec, weights_dir: str | None) -> bool | None:
-    if spec.weights == "none":
-        return None
-    if spec.weights_present is None:
-        return None
-    try:
-        return bool(spec.weights_present(weights_dir))
-    except Exception:  # a plugin's check that fails tells nothing either way
-        return None
-
-
 def list_backbones(registry: Registry, pattern: str = "", backend: str | None = None, pretrained: bool = False,
                    available: bool = False, weights_dir: str | None = None,
                    count_params: bool | None = None) -> tuple[list[Listed], list[str]]:
@@ -71,7 +60,7 @@ def list_backbones(registry: Registry, pattern: str = "", backend: str | None = 
             notes.append(f"{catalog.prefix}* not listed: {exc}")
     if pretrained:
         specs = [s for s in specs if s.weights != "none"]
-    rows = [Listed(s.name, s.backend, s.image_size, None, s.weights, _present(s, weights_dir)) for s in specs]
+    rows = [Listed(s.name, s.backend, s.image_size, None, s.weights, s.present(weights_dir)) for s in specs]
     if available:
         rows = [r for r in rows if r.present]
     counting = count_params if count_params is not None else len(rows) <= MAX_COUNTED
