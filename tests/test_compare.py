@@ -82,6 +82,23 @@ def test_timing_gate_is_skipped_with_a_warning_on_another_machine(run_dir, tmp_p
     assert "timing gate skipped: the machines differ" in capsys.readouterr().err
 
 
+def test_a_name_another_plugin_provides_in_the_current_run_or_a_resume_of_it_is_one_warning_line(
+        run_dir, tmp_path, capsys):
+    assert main(["baseline", "save", str(run_dir), "--name", "before", "--dir", str(tmp_path)]) == 0
+    assert json.loads((tmp_path / "before.json").read_text())["providers"]["strategy"]["svm"].startswith("'strategies' (zoo-bench ")
+    current = edited_copy(run_dir, tmp_path, lambda rows: rows)
+    meta = json.loads((current / "run.json").read_text())
+    theirs = json.loads(json.dumps(meta["providers"]))
+    theirs["strategy"]["svm"] = "'fast_svm' (fast-svm 0.2)"
+    meta["resumes"] = [*meta.get("resumes", []), {"providers": theirs}]  # the last start is what it now ran with
+    (current / "run.json").write_text(json.dumps(meta))
+    for baseline in (run_dir, tmp_path / "before.json"):
+        assert main(["compare", str(baseline), str(current)]) == 0
+        warnings = [line for line in capsys.readouterr().err.splitlines() if "provided by" in line]
+        assert warnings == [f"warning: {current}: strategy 'svm' was provided by plugin {meta['providers']['strategy']['svm']} "
+                            f"in {baseline}; now by plugin 'fast_svm' (fast-svm 0.2): its numbers may not compare"]
+
+
 def test_bad_gate_is_a_usage_error(run_dir, capsys):
     assert main(["compare", str(run_dir), str(run_dir), "--fail", "accuracy:-1%"]) == 2
     assert "accuracy limits are in points" in capsys.readouterr().err

@@ -361,7 +361,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = prepared.store
     trials = prepared.trials
     for line in prepared.provider_changes:
-        report.error(line)
+        report.message(f"warning: {line}")
     for line in weights_to_download(trials, registry, options.weights_dir):
         report.message(f"warning: {line}")
     for trial_id, why in prepared.not_applicable:

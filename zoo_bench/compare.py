@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .providers import latest_providers, provider_changes
 from .results import RunStore, now_iso
 from .stats import Estimate, estimate
 
@@ -81,6 +82,7 @@ class Side:
     machine: dict[str, Any]
     suite: dict[str, Any] = field(default_factory=dict)
     selection: dict[str, Any] | None = None  # a run with [select]: its tuned numbers are compared too
+    providers: dict[str, Any] | None = None  # which plugin provided each name (run.json); None before they were kept
 
 
 def machine_info(meta: dict[str, Any]) -> dict[str, Any]:
@@ -97,9 +99,11 @@ def load_side(path: Path) -> Side:
             if not store.jsonl.exists():
                 raise CompareInputError(f"{path}: not a run folder (no trials.jsonl)")
             meta = store.meta()
-            return Side(str(path), store.rows(), machine_info(meta), meta.get("suite") or {}, meta.get("selection"))
+            return Side(str(path), store.rows(), machine_info(meta), meta.get("suite") or {}, meta.get("selection"),
+                        latest_providers(meta))
         data = json.loads(path.read_text())
-        return Side(str(path), data["trials"], data["machine"], data.get("suite") or {}, data.get("selection"))
+        return Side(str(path), data["trials"], data["machine"], data.get("suite") or {}, data.get("selection"),
+                    data.get("providers"))
     except FileNotFoundError:
         raise CompareInputError(f"{path}: no such baseline or run (save one with: zoo-bench baseline save RUN "
                                 "--name NAME)") from None
@@ -116,7 +120,7 @@ def save_baseline(run_dir: Path, name: str, out_dir: Path) -> Path:
     payload = {
         "name": name, "saved_at": now_iso(), "run_id": meta.get("run_id"), "suite_name": meta.get("suite_name"),
         "suite": side.suite, "machine": side.machine, "versions": meta.get("versions"), "selection": side.selection,
-        "saved_with_python": platform.python_version(),
+        "providers": side.providers, "saved_with_python": platform.python_version(),
         "trials": [{k: r.get(k) for k in BASELINE_FIELDS} for r in side.rows],
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -212,7 +216,7 @@ def compare(baseline: Side, current: Side, gates: list[Gate], strategies: dict[s
     ``strategies`` (name -> Strategy class) lets rows from older versions match today's ids. Runs with
     ``[select]`` on both sides are also compared on their tuned numbers (lines ``tuned:...``).
     """
-    warnings: list[str] = []
+    warnings = provider_changes(baseline.providers, current.providers, current.label, before_label=baseline.label)
     same_machine = baseline.machine.get("devices") == current.machine.get("devices") and \
         baseline.machine.get("cpu_count") == current.machine.get("cpu_count") and \
         worker_threads(baseline) == worker_threads(current)

@@ -19,6 +19,7 @@ from .dataset import Listing, listing_problems
 from .errors import DataError, SuiteError, ZooBenchError
 from .grid import Trial, expand
 from .plugins import Registry
+from .providers import latest_providers, provider_changes, providers
 from .results import RunStore, now_iso
 from .suite import Suite
 from .trials import one_line
@@ -136,32 +137,6 @@ def run_metadata(suite: Suite, run_id: str, backends: dict[str, Backend | Except
     }
 
 
-def providers(suite: Suite, registry: Registry) -> dict[str, dict[str, str]]:
-    """Which plugin (and distribution) provided each backend, backbone, strategy and data source the suite
-    uses: run.json keeps it, so a resumed or compared run can say when another plugin answers to a name."""
-    backbones = {f"{backend}/{name}": registry.owner("backbone", f"{backend}/{name}")
-                 for backend in suite.backends for name in suite.backbones
-                 if ("backbone", f"{backend}/{name}") in registry.owners}
-    backbones.update({f"{backend}/{name}": registry.owner("catalog", f"{name.split(':', 1)[0]}:*")
-                      for backend in suite.backends for name in suite.backbones if ":" in name})
-    return {"backend": {name: registry.owner("backend", name) for name in suite.backends},
-            "backbone": backbones,
-            "strategy": {name: registry.owner("strategy", name) for name in suite.strategies},
-            "dataset": {suite.dataset["source"]: registry.owner("dataset", suite.dataset["source"])}}
-
-
-def provider_changes(before: dict[str, Any], now: dict[str, Any], where: str) -> list[str]:
-    """One line per name another plugin provides now than in ``before`` (both run.json ``providers``)."""
-    lines = []
-    for kind, names in (now or {}).items():
-        for name, label in names.items():
-            old = ((before or {}).get(kind) or {}).get(name)
-            if old is not None and old != label:
-                lines.append(f"{where}: {kind} {name!r} was provided by plugin {old}; now by plugin {label}: "
-                             "its numbers may not compare")
-    return lines
-
-
 def weights_to_download(trials: list[Trial], registry: Registry, weights_dir: str | None) -> list[str]:
     """One warning per backbone whose pretrained weights exist but are not on this machine yet, naming the
     pretrained strategies among ``trials`` that need them: their first trial downloads the weights, or
@@ -249,8 +224,7 @@ def prepare_run(suite: Suite, registry: Registry, options: RunOptions, run_dir: 
         store.lock()
     healed = store.heal()
     backends = make_backends(suite, registry, options)
-    old = store.meta()
-    before = next((r["providers"] for r in reversed(old.get("resumes") or []) if "providers" in r), old.get("providers"))
+    before = latest_providers(store.meta())
     meta = {**run_metadata(suite, run_dir.name, backends, len(trials), listing.classes),
             "providers": providers(suite, registry)}
     store.write_meta(meta)
