@@ -147,6 +147,16 @@ def test_validate_works_with_faulty_plugins_installed(site, tmp_path):
     assert proc.stderr.splitlines()[-1].startswith(f"{path}: ok (5 trials")
 
 
+def test_validate_names_a_plugin_that_failed_to_load_once_and_points_to_it_for_an_unknown_name(site, tmp_path):
+    path = write_suite(tmp_path, SUITE + "[strategies.import_probe]\n")
+    proc = zoo_bench(site, "validate", path, "--cache-dir", tmp_path / "c")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("'fault_import'") == 1
+    assert error_lines(proc.stderr)[:-1] == EXPECTED
+    assert error_lines(proc.stderr)[-1].startswith(f"{path}: strategies.import_probe: unknown strategy (allowed: ")
+    assert error_lines(proc.stderr)[-1].endswith("; a plugin failed to load (see above) and may register it")
+
+
 def test_autoload_switch_leaves_faulty_plugins_out(site, tmp_path):
     proc = zoo_bench(site, "plugins", env={plugins_mod.DISABLE_AUTOLOAD_ENV: "1"})
     assert proc.returncode == 0 and proc.stderr == ""

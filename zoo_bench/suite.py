@@ -342,12 +342,21 @@ def _allowed(names: list[str]) -> str:
     return ", ".join(sorted(names)) or "none installed"
 
 
+def _failed_hint(registry: Registry) -> str:
+    """For an unknown name while a plugin failed to load: that plugin may be the one (its line is above)."""
+    failed = sum(1 for p in registry.plugins if p.error)
+    return (f"; {'a plugin' if failed == 1 else f'{failed} plugins'} failed to load (see above) and may register it"
+            if failed else "")
+
+
 def _check_names(run: dict, ds: dict, registry: Registry, bad: Bad) -> None:
     if "source" in ds and ds["source"] not in registry.datasets:
-        bad("dataset.source", f"unknown data-set source {ds['source']!r} (allowed: {_allowed(list(registry.datasets))})")
+        bad("dataset.source", f"unknown data-set source {ds['source']!r} (allowed: {_allowed(list(registry.datasets))})"
+            f"{_failed_hint(registry)}")
     for i, backend in enumerate(run.get("backends", [])):
         if backend not in registry.backends:
-            bad(f"run.backends[{i}]", f"unknown backend {backend!r} (allowed: {_allowed(list(registry.backends))})")
+            bad(f"run.backends[{i}]", f"unknown backend {backend!r} (allowed: {_allowed(list(registry.backends))})"
+                f"{_failed_hint(registry)}")
     for i, backbone in enumerate(run.get("backbones", [])):
         for backend in run.get("backends", []):
             if backend in registry.backends:
@@ -377,7 +386,7 @@ def _backbone_problem(registry: Registry, backend: str, backbone: str) -> str | 
                 f"(browse with: zoo-bench list backbones '{backbone.split(':', 1)[1].split('.')[0][:12]}*')")
     prefixes = "".join(f", {c.prefix}NAME" for c in registry.catalogs.values() if c.backend == backend)
     return (f"unknown backbone {backbone!r} for backend {backend!r} "
-            f"(allowed: {_allowed(registry.backbone_names(backend))}{prefixes})")
+            f"(allowed: {_allowed(registry.backbone_names(backend))}{prefixes}){_failed_hint(registry)}")
 
 
 def _check_ranges(run: dict, ds: dict, meta: dict, bad: Bad) -> None:
@@ -439,7 +448,7 @@ def _check_strategies(section: Any, registry: Registry, run: dict, bad: Bad
     for name, params in section.items():
         cls = registry.strategies.get(name)
         if cls is None:
-            bad(key_path("strategies", name), f"unknown strategy (allowed: {allowed})")
+            bad(key_path("strategies", name), f"unknown strategy (allowed: {allowed}){_failed_hint(registry)}")
             continue
         if not isinstance(params, dict):
             bad(key_path("strategies", name), f"must be a table, got {show(params)}")
