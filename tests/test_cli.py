@@ -1,4 +1,4 @@
-"""The command line as users meet it, in subprocesses: exit codes, one-line errors, a real run."""
+"""The command line as users meet it, in subprocesses (in-process where only the output matters): exit codes, one-line errors, a real run."""
 import json
 import os
 import subprocess
@@ -47,12 +47,15 @@ def test_validate_errors_are_one_line_each_exit_2_no_traceback(tmp_path):
     assert lines[1].startswith(f"error: {path}: strategies.svm.C: must be float")
 
 
-def test_validate_warns_once_per_backbone_whose_weights_are_not_downloaded_yet_and_still_exits_0(tmp_path):
+def test_validate_warns_once_per_backbone_whose_weights_are_not_downloaded_yet_and_still_exits_0(
+        tmp_path, monkeypatch, capsys):
+    from zoo_bench.cli import main
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))  # no torchvision weights downloaded here
     body = SMALL.replace('["efficientnet_lite0"]', '["efficientnet_lite0", "mobilenet_v2"]')
     path = write_suite(tmp_path, body + "[strategies.svm]\n[strategies.last_layer]\nepochs = 1\n[strategies.scratch]\n")
-    proc = zb("validate", path, "--cache-dir", tmp_path / "c", env={"TORCH_HOME": str(tmp_path / "torch_home")})
-    warnings = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
-    assert proc.returncode == 0, proc.stderr
+    assert main(["validate", str(path), "--cache-dir", str(tmp_path / "c")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
     assert warnings == ["warning: backbone 'mobilenet_v2' (torch): its pretrained weights (torchvision:IMAGENET1K_V2) "
                         "are not on this machine yet; svm, last_layer will download them on first use, which fails "
                         "offline (--weights-dir or ZOO_BENCH_WEIGHTS_DIR names a folder that has them)"]
