@@ -295,13 +295,14 @@ def _executor(args: argparse.Namespace, prepared, reporter):
                                 workers=workers, gpus=gpus, threads=threads)
 
 
-def _evidence(df, meta: dict, run_dir: Path, write: bool = True):
+def _evidence(df, meta: dict, run_dir: Path, write: bool = True, frames=None):
     """The paired evidence of the run's tables (written to ``evidence.json`` when ``write``); None, with a
-    one-line error, if it cannot be had: the tables and the saved trials stand without it."""
+    one-line error, if it cannot be had: the tables and the saved trials stand without it. ``frames``: the
+    tables' frames (:func:`zoo_bench.evidence.table_frames`), when the caller has them."""
     from . import evidence
 
     try:
-        found = evidence.analyse(df, meta, run_dir)
+        found = evidence.analyse(df, meta, run_dir, frames=frames)
         if write:
             evidence.write(found, run_dir)
         return found
@@ -310,15 +311,22 @@ def _evidence(df, meta: dict, run_dir: Path, write: bool = True):
         return None
 
 
+def _print_with_evidence(df, meta: dict, run_dir: Path, title: str, write: bool) -> None:
+    """The run's tables and what to use under them, the tuned choice made once for both."""
+    from .evidence import table_frames
+
+    frames = table_frames(df, meta.get("selection"))
+    report.print_tables(df, title=title, selection=meta.get("selection"), frames=frames,
+                        evidence=_evidence(df, meta, run_dir, write=write, frames=frames))
+
+
 def _finish(store: RunStore, trials: list, title: str):
     """Write the table file and the evidence, print the tables of this run's trials; return (table path, rows)."""
     df = load_run(store.run_dir)
     table_path = store.write_table(df)
     df = df[df["trial_id"].str.replace("/refit$", "", regex=True).isin({t.id for t in trials})]
     if not df.empty:
-        meta = store.meta()
-        report.print_tables(df, title=title, selection=meta.get("selection"),
-                            evidence=_evidence(df, meta, store.run_dir))
+        _print_with_evidence(df, store.meta(), store.run_dir, title, write=True)
     return table_path, df
 
 
@@ -449,8 +457,10 @@ def cmd_show(args: argparse.Namespace) -> int:
                 report.out.print(table)
             report.print_recommendations(found)
         return 0 if found is not None else 2
-    report.print_tables(df, title=title, selection=meta.get("selection"), show_all=args.all,
-                        evidence=None if args.all or df.empty else _evidence(df, meta, args.run_dir, write=False))
+    if args.all or df.empty:
+        report.print_tables(df, title=title, selection=meta.get("selection"), show_all=args.all)
+    else:
+        _print_with_evidence(df, meta, args.run_dir, title, write=False)
     return 0
 
 

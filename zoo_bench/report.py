@@ -226,9 +226,11 @@ def grouped_table(df: pd.DataFrame, by: list[str], title: str = "") -> Table:
 
 
 def print_tables(df: pd.DataFrame, title: str = "", selection: dict[str, Any] | None = None,
-                 show_all: bool = False, evidence: Any = None) -> None:
+                 show_all: bool = False, evidence: Any = None,
+                 frames: list[tuple[str, pd.DataFrame]] | None = None) -> None:
     """The run's tables. A run with ``[select]`` shows its defaults and its tuned choice (``show_all``: every
-    configuration); ``evidence`` (:func:`zoo_bench.evidence.analyse`) adds what to use under them."""
+    configuration); ``evidence`` (:func:`zoo_bench.evidence.analyse`) adds what to use under them.
+    ``frames``: :func:`zoo_bench.evidence.table_frames` of ``df`` where the caller has them already."""
     if selection and not show_all:
         from .evidence import table_frames
 
@@ -236,11 +238,11 @@ def print_tables(df: pd.DataFrame, title: str = "", selection: dict[str, Any] | 
         if selection.get("folds"):
             metric = (f"{selection['folds']}-fold cross-validation"
                       + (f" x {selection['repeats']}" if (selection.get("repeats") or 1) > 1 else ""))
-        frames = dict(table_frames(df, selection))
-        for table in results_tables(frames["defaults"], f"{title} defaults"):
+        named = dict(frames if frames is not None else table_frames(df, selection))
+        for table in results_tables(named["defaults"], f"{title} defaults"):
             table.caption = "each strategy at its default settings; " + CAPTION
             out.print(table)
-        for table in results_tables(frames["tuned"], f"{title} tuned on {metric}"):
+        for table in results_tables(named["tuned"], f"{title} tuned on {metric}"):
             refit = " refit on train + validation, then tested;" if selection.get("refit") else ""
             how = (f"the configuration with the best mean accuracy on the held-out folds of the size's train and "
                    f"validation images{' (one-SE rule: the simplest within one standard error of it)' if selection.get('one_se') else ''}; "
