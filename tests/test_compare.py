@@ -6,7 +6,8 @@ import pytest
 
 from conftest import lite0_suite, run_inprocess, write_suite
 from zoo_bench.cli import main
-from zoo_bench.compare import Gate, overlap_rule
+from zoo_bench.compare import overlap_rule
+from zoo_bench.gates import Gate
 from zoo_bench.plugins import load_plugins
 from zoo_bench.stats import Estimate, estimate
 
@@ -144,7 +145,8 @@ def test_rows_written_with_older_parameter_names_match_todays_configuration():
 
 
 def test_tuned_numbers_are_compared_and_gated():
-    from zoo_bench.compare import Gate, Side, compare
+    from zoo_bench.compare import Side, compare
+    from zoo_bench.gates import Gate
 
     selection = {"metric": "val_accuracy", "tuned": {"svm": ["C"]}, "defaults": {"svm": {"C": 1.0}}}
 

@@ -1,6 +1,7 @@
 """Grid expansion and canonical trial ids."""
 from conftest import TINY_SUITE, write_suite
-from zoo_bench.grid import expand, select, strategy_label
+from zoo_bench.grid import expand
+from zoo_bench.trial import select, strategy_label
 from zoo_bench.suite import parse_suite
 
 

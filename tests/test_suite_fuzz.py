@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zoo_bench import cli
-from zoo_bench.compare import Gate
+from zoo_bench.gates import Gate
 from zoo_bench.plugins import load_plugins
 
 EXAMPLES = int(os.environ.get("ZOO_BENCH_FUZZ_EXAMPLES", "600"))  # more for a longer local hunt

@@ -2,7 +2,7 @@
 import pytest
 
 from conftest import TINY_SUITE, lite0_suite, run_inprocess, write_suite
-from zoo_bench.grid import Trial
+from zoo_bench.trial import Trial
 from zoo_bench.sweeps import HeadSweeps, group_sweeps, params_key
 
 HEAD = ("lr", "weight_decay", "dropout")

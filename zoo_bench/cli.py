@@ -14,7 +14,8 @@ from pathlib import Path
 
 from . import __version__, report
 from .errors import DataError, PluginError, SuiteError, UsageError, ZooBenchError
-from .grid import expand, select
+from .grid import expand
+from .trial import select
 from .plugins import Registry, load_plugins
 from .results import RunStore, load_run, new_run_id
 from .prepare import RunOptions, check_sizes, list_dataset, prepare_run, weights_to_download

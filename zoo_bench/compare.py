@@ -10,7 +10,6 @@ Exit codes: 0 pass; 1 regression; 2 usage error, unreadable file or no baseline;
 """
 from __future__ import annotations
 
-import fnmatch
 import json
 import platform
 import re
@@ -19,12 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
+from .gates import DEFAULT_GATES, METRICS, Gate
 from .providers import latest_providers, provider_changes
 from .results import RunStore, now_iso
 from .stats import Estimate, estimate
 
-METRICS = {"accuracy": ("test_accuracy", "pt"), "epoch_time": ("epoch_time_s", "%")}
-DEFAULT_GATES = ["accuracy:-1pt"]
 BASELINE_FIELDS = ("trial_id", "backend", "backbone", "strategy", "params", "size_per_class", "seed", "status",
                    "error", "test_accuracy", "val_accuracy", "val_loss", "val_balanced_accuracy", "test_loss",
                    "test_balanced_accuracy", "test_macro_f1", "best_epoch", "wall_s", "epochs", "epoch_time_s", "first_epoch_s",
@@ -35,37 +33,6 @@ BASELINE_FIELDS = ("trial_id", "backend", "backbone", "strategy", "params", "siz
 
 class CompareInputError(UsageError):
     """A side of the comparison is missing or unreadable (exit 2)."""
-
-
-@dataclass(frozen=True)
-class Gate:
-    """``accuracy:-1pt``: fail when accuracy drops by more than 1 point; ``epoch_time:+25%``.
-
-    ``accuracy:-3pt@*/full*`` applies only to the configurations (trial ids without the seed) that the
-    shell pattern matches, so one comparison can hold cheap, stable strategies to a tighter limit than
-    noisier ones, and leave others ungated (reported as ``info``).
-    """
-
-    metric: str
-    limit: float
-    unit: str
-    pattern: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> "Gate":
-        m = re.fullmatch(r"(\w+):([+-]?\d+(?:\.\d+)?)(pt|%)(?:@(\S+))?", text.strip())
-        if not m or m.group(1) not in METRICS:
-            raise UsageError(f"--fail {text!r}: expected METRIC:LIMIT[@PATTERN] with METRIC in "
-                             f"{', '.join(METRICS)}, LIMIT like -1pt or +25% and PATTERN a shell pattern on "
-                             "trial ids such as '*/svm*'")
-        metric, limit, unit, pattern = m.group(1), float(m.group(2)), m.group(3), m.group(4)
-        if metric == "accuracy" and unit != "pt":
-            raise UsageError(f"--fail {text!r}: accuracy limits are in points, like accuracy:-1pt")
-        return cls(metric, limit, unit, pattern)
-
-    def applies(self, metric: str, config: str) -> bool:
-        """Whether this gate judges ``metric`` of the configuration ``config``."""
-        return self.metric == metric and (self.pattern is None or fnmatch.fnmatchcase(config, self.pattern))
 
 
 def worker_threads(side: "Side") -> list[int]:
@@ -144,7 +111,7 @@ def canonical_config(row: dict[str, Any], strategies: dict[str, Any] | None) -> 
     cls = (strategies or {}).get(row.get("strategy"))
     if cls is None or not isinstance(row.get("params"), dict) or row["trial_id"].startswith("tuned:"):
         return config_id(row["trial_id"])
-    from .grid import strategy_label
+    from .trial import strategy_label
     from .params import id_params, quiet_defaults, with_defaults
 
     specs = cls.param_specs()

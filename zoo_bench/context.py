@@ -5,7 +5,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -13,7 +13,10 @@ from .augment import Augment
 from .backend import Backend, BackboneSpec, Cut, CutViews, EpochCallback, HeadFit, HeadFitResult, HeadSpec, pooling_kw
 from .errors import ZooBenchError
 from .images import Batch, load_npz, save_npz
-from .sweeps import HeadSweeps, params_key
+from .params import params_key
+
+if TYPE_CHECKING:  # the runner's store of a sweep's heads; a trial only hands it on
+    from .sweeps import HeadSweeps
 
 
 # Activations at a cut stay in memory (train with its mirror view, validation and test): above this

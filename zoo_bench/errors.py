@@ -55,3 +55,13 @@ class DivergedError(ZooBenchError):
 
 class TrialCrashedError(ZooBenchError):
     """The child process running an isolated trial died without reporting a result."""
+
+
+def one_line(exc: BaseException, always_type: bool = False) -> str:
+    """An exception as one line: a zoo-bench error's own message (it is written for the user), any other
+    exception's type and first line. ``always_type`` names the type of zoo-bench errors too (a plugin's)."""
+    message = str(exc).strip()
+    first = message.splitlines()[0] if message else ""
+    if isinstance(exc, ZooBenchError) and not always_type:
+        return first or type(exc).__name__
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

@@ -207,3 +207,8 @@ EARLY_STOPPING: dict[str, Param] = {
     "patience": Param(0, low=0, high=100000,
                       help="stop a phase after this many epochs without a better validation score (0: off)"),
 }
+
+
+def params_key(params: dict[str, Any]) -> tuple:
+    """A hashable, order-free key of a parameter dict (lists as tuples)."""
+    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))

@@ -175,11 +175,6 @@ def _dist_of(ep: metadata.EntryPoint) -> tuple[str, str]:
     return dist.metadata["Name"] or "unknown", dist.version or ""
 
 
-def _one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc).strip() else type(exc).__name__
-    return text.strip().splitlines()[0]
-
-
 def _describe(value: Any) -> str:
     """A short, stable description of a wrong value (no memory addresses)."""
     if isinstance(value, type):
@@ -224,7 +219,7 @@ def _load(registry: Registry, info: PluginInfo, load: Callable[[], Any]) -> Any 
     try:
         return load()
     except PLUGIN_FAULTS as exc:  # a broken plugin must not stop the others
-        info.error = _one_line(exc)
+        info.error = one_line(exc, always_type=True)
         return None
 
 
@@ -286,7 +281,7 @@ def _call(impl: Callable[[], Any], hook: str, info: PluginInfo) -> list[Any]:
     try:
         result = impl()
     except PLUGIN_FAULTS as exc:
-        info.problems.append(f"{hook}() raised {_one_line(exc)}; ignored")
+        info.problems.append(f"{hook}() raised {one_line(exc, always_type=True)}; ignored")
         return []
     if not isinstance(result, (list, tuple)):
         info.problems.append(f"{hook}() returned {_describe(result)}, expected a list; ignored")
@@ -363,7 +358,7 @@ def _register(registry: Registry, kind: str, base: type, item: Any, info: Plugin
     try:
         problem = _item_problem(kind, base, item, registry)
     except PLUGIN_FAULTS as exc:  # e.g. a ``name`` property that raises
-        problem = f"{_describe(item)} could not be checked: {_one_line(exc)}"
+        problem = f"{_describe(item)} could not be checked: {one_line(exc, always_type=True)}"
     if problem is None:
         label = (f"{item.backend}/{item.name}" if kind == "backbone" else
                  f"{item.name}:*" if kind == "catalog" else item.name)

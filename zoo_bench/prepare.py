@@ -17,12 +17,12 @@ from . import __version__
 from .backend import Backend
 from .dataset import Listing, listing_problems
 from .errors import DataError, SuiteError, ZooBenchError
-from .grid import Trial, expand
+from .grid import expand
+from .trial import Trial
 from .plugins import Registry
 from .providers import latest_providers, provider_changes, providers
 from .results import RunStore, now_iso
 from .suite import Suite
-from .trials import one_line
 
 
 @dataclass

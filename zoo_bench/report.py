@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .backend import EpochStats
-from .grid import Trial
+from .trial import Trial
 from .results import row_labels
 from .stats import estimate, format_accuracy, format_estimate
 

@@ -176,7 +176,7 @@ def to_dataframe(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def row_labels(df: pd.DataFrame) -> list[str]:
     """Each row's strategy with only the parameters that vary between its trials: the table's row name."""
-    from .grid import strategy_label
+    from .trial import strategy_label
 
     varying: dict[str, set[str]] = {}
     for strategy, group in df.groupby("strategy"):

@@ -12,14 +12,14 @@ from typing import Any, Protocol
 
 from .backend import EpochStats
 from .executors import Executor, InProcessExecutor, make_units
-from .grid import Trial
+from .trial import Trial
 from .prepare import (  # noqa: F401  (the names callers used to import from here)
     PreparedRun, RunOptions, check_sizes, dataset_root, list_dataset, make_backends, prepare_run, run_metadata,
     selection_meta,
 )
 from .results import RunStore
 from .sweeps import group_sweeps, strategy_sweep_params
-from .trials import TrialResult, TrialRunner, log_error, one_line, summarise_epochs, trial_row  # noqa: F401
+from .trials import TrialResult, TrialRunner, log_error
 
 
 class Reporter(Protocol):

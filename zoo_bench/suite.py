@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .errors import SuiteError, ZooBenchError
+from .gates import Gate
 from .plugins import Registry
 from .params import quiet_defaults
 
@@ -280,8 +281,6 @@ def parse_suite(
     if equivalence is not None and not (0 < equivalence <= 100):
         bad("compare.equivalence", f"must be more than 0 and at most 100 points, got {equivalence}")
     for i, text in enumerate(values["compare"].get("fail", [])):
-        from .compare import Gate
-
         try:
             Gate.parse(text)
         except Exception as exc:  # UsageError: reworded for the suite file

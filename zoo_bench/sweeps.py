@@ -10,12 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Hashable
 
-from .grid import Trial
-
-
-def params_key(params: dict[str, Any]) -> tuple:
-    """A hashable, order-free key of a parameter dict (lists as tuples)."""
-    return tuple(sorted((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items()))
+from .params import params_key
+from .trial import Trial
 
 
 def strategy_sweep_params(registry: Any) -> dict[str, tuple[str, ...]]:

@@ -24,8 +24,8 @@ from .augment import Augment
 from .backend import Backend, EpochStats
 from .context import FeatureCache, TrialContext
 from .dataset import Listing
-from .errors import DataError, DivergedError, PluginError, ZooBenchError
-from .grid import Trial
+from .errors import DataError, DivergedError, PluginError, ZooBenchError, one_line
+from .trial import Trial
 from .images import ImageCache
 from .memory import PeakRSS
 from .metrics import scores_of
@@ -91,12 +91,6 @@ def summarise_epochs(epochs: list[EpochStats]) -> dict[str, Any]:
         "data_wait_fraction": (sum(e.data_seconds for e in timed) / sum(e.seconds for e in timed)
                                if timed and sum(e.seconds for e in timed) > 0 else None),
     }
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception as the one line a result row keeps (the traceback goes to errors.log)."""
-    text = str(exc) if isinstance(exc, ZooBenchError) else f"{type(exc).__name__}: {exc}"
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def trial_row(trial: Trial) -> dict[str, Any]:

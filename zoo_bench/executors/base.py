@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ..grid import Trial
+from ..trial import Trial
 from ..results import now_iso
 from ..trials import TrialResult, TrialRunner, trial_row
 

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ..dataset import Listing
 from ..errors import DataError
-from ..grid import Trial
+from ..trial import Trial
 from ..trials import TrialRunner
 from .base import Unit
 
