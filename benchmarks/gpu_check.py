@@ -128,7 +128,7 @@ def run_suite(c: Check, suite: Path, run_id: str, *extra: Any, quick_profile: bo
     ``quick_profile``: under --quick, apply the suite's ``quick`` profile (suites/gpu_check.toml has one).
     """
     from zoo_bench import cli
-    from zoo_bench.results import RunStore
+    from zoo_bench.results.store import RunStore
 
     profile = ["--profile", "quick"] if c.quick and quick_profile else ["--no-profile"]
     code = cli.main([str(a) for a in ("run", suite, "--data-root", c.subset, "--results-dir", c.work / "results",
@@ -192,8 +192,8 @@ def part_environment(c: Check) -> None:
 
 
 def part_suite(c: Check) -> None:
-    from zoo_bench import report
-    from zoo_bench.compare import compare, gates_from, load_side
+    from zoo_bench.show import report
+    from zoo_bench.results.compare import compare, gates_from, load_side
     from zoo_bench.plugins import load_plugins
 
     code, rows = run_suite(c, SUITE, "check")

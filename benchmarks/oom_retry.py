@@ -19,7 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from zoo_bench.runner import QuietReporter
+from zoo_bench.run.runner import QuietReporter
 
 SUITE = """
 [suite]
@@ -73,9 +73,9 @@ def measure(data_root: Path, device: str = "cuda", cap_gib: float = 1.5, batch_s
     import torch
 
     from zoo_bench.plugins import load_plugins
-    from zoo_bench.prepare import RunOptions, prepare_run
-    from zoo_bench.runner import Runner
-    from zoo_bench.suite import parse_suite
+    from zoo_bench.run.prepare import RunOptions, prepare_run
+    from zoo_bench.run.runner import Runner
+    from zoo_bench.plan.suite import parse_suite
 
     out: dict[str, Any] = {"device": device, "start_batch_size": batch_size, "simulated": simulate}
     if simulate:

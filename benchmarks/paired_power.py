@@ -2,7 +2,7 @@
 
 Why: tables used to compare strategies through each one's interval over seeds; two strategies tested
 on the same images differ less from seed to seed than each varies alone, so the paired difference
-(zoo_bench.evidence) sees more. For every pair of rows of every cell of each results table of a run
+(zoo_bench.results.evidence) sees more. For every pair of rows of every cell of each results table of a run
 folder, this counts: "seed intervals" when the two 95% intervals over seeds do not overlap, "paired"
 when the paired test separates them after Holm's correction over the cell's pairs (5%), and "paired,
 uncorrected" without it. It prints one line per table, then each pair that either separates.
@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zoo_bench import evidence
-from zoo_bench.results import RunStore, load_run
-from zoo_bench.stats import estimate
+from zoo_bench.results import evidence
+from zoo_bench.results.store import RunStore, load_run
+from zoo_bench.results.stats import estimate
 
 
 def measure(run_dir: Path) -> list[dict]:

@@ -23,11 +23,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 import fault_strategies  # noqa: E402  (the test-only sleep strategy)
 
-from zoo_bench.executors import PoolExecutor  # noqa: E402
+from zoo_bench.run.executors import PoolExecutor  # noqa: E402
 from zoo_bench.plugins import load_plugins  # noqa: E402
-from zoo_bench.prepare import RunOptions, prepare_run  # noqa: E402
-from zoo_bench.runner import QuietReporter, Runner  # noqa: E402
-from zoo_bench.suite import parse_suite  # noqa: E402
+from zoo_bench.run.prepare import RunOptions, prepare_run  # noqa: E402
+from zoo_bench.run.runner import QuietReporter, Runner  # noqa: E402
+from zoo_bench.plan.suite import parse_suite  # noqa: E402
 
 BACKBONES = ["efficientnet_lite0", "tiny_cnn", "resnet50", "mobilenet_v2"]
 
@@ -65,8 +65,8 @@ def run(folder: Path, workers: int | None, seconds: float, executor_name: str = 
     prepared = prepare_run(suite, registry, options, folder / "results")
     executor = None
     if workers and executor_name == "ray":
-        from zoo_bench.executors import worker_setup
-        from zoo_bench.executors.ray_cluster import RayExecutor
+        from zoo_bench.run.executors import worker_setup
+        from zoo_bench.run.executors.ray_cluster import RayExecutor
 
         setup = worker_setup(suite, registry, options, prepared.listing, prepared.store.run_dir)
         executor = RayExecutor(setup, QuietReporter(), None, num_gpus=0, num_cpus=(os.cpu_count() or 1) / workers,

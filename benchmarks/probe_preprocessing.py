@@ -20,8 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from zoo_bench import cli
-from zoo_bench.results import RunStore, load_run
-from zoo_bench.selection import default_rows, tuned_rows
+from zoo_bench.results.store import RunStore, load_run
+from zoo_bench.results.selection import default_rows, tuned_rows
 
 SETS = ("cats_dogs", "eurosat5", "trashnet", "pbc_blood_cells", "weather")
 ORDER = ("none", "l2", "standardize")  # also the tie-break: the first of equals is the default

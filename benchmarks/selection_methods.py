@@ -90,8 +90,8 @@ def run_all(data_root: Path, out: Path, sets: list[str], sizes: list[int], seeds
 
 def cell_table(out: Path, sets: list[str]) -> pd.DataFrame:
     """One row per (data set, strategy, size, seed): the test accuracy of each method and the hindsight bound."""
-    from zoo_bench.results import RunStore, load_run
-    from zoo_bench.selection import choose
+    from zoo_bench.results.store import RunStore, load_run
+    from zoo_bench.results.selection import choose
 
     rows = []
     for name in sets:
@@ -126,7 +126,7 @@ def run_dirs(out: Path, name: str, method: str) -> list[Path]:
 
 def fit_seconds(out: Path, sets: list[str]) -> pd.DataFrame:
     """Seconds spent fitting in each run: every trial's fit time plus its fold fits (features excluded)."""
-    from zoo_bench.results import load_run
+    from zoo_bench.results.store import load_run
 
     table = {}
     for name in sets:

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 import torchvision  # noqa: F401  (before any test imports TensorFlow: the other order segfaults)
 
-from zoo_bench.grid import expand
+from zoo_bench.plan.grid import expand
 from zoo_bench.plugins import load_plugins
-from zoo_bench.results import RunStore
-from zoo_bench.prepare import RunOptions, prepare_run
-from zoo_bench.runner import Runner
-from zoo_bench.suite import parse_suite
+from zoo_bench.results.store import RunStore
+from zoo_bench.run.prepare import RunOptions, prepare_run
+from zoo_bench.run.runner import Runner
+from zoo_bench.plan.suite import parse_suite
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -122,7 +122,7 @@ def run_inprocess(suite_path: Path, registry, tmp_path: Path, cache_dir: Path, r
     reporter = QuietReporter()
     executor = None
     if isolated or workers:
-        from zoo_bench.executors import PoolExecutor
+        from zoo_bench.run.executors import PoolExecutor
 
         executor = PoolExecutor.for_run(suite, registry, options, prepared.listing, store.run_dir, reporter,
                                         workers=workers or 1, threads=threads)

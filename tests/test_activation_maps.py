@@ -6,9 +6,9 @@ import pytest
 from PIL import Image
 
 from conftest import photo_suite, run_inprocess, write_suite
-from zoo_bench.document import write_report
-from zoo_bench.results import load_run
-from zoo_bench.trials import pick_per_class
+from zoo_bench.show.document import write_report
+from zoo_bench.results.store import load_run
+from zoo_bench.run.trials import pick_per_class
 
 
 def test_pick_per_class_shows_every_class_in_test_order():
@@ -18,9 +18,9 @@ def test_pick_per_class_shows_every_class_in_test_order():
 
 
 def run_with_maps(tmp_path, registry, body):
-    from zoo_bench.prepare import RunOptions, prepare_run
-    from zoo_bench.runner import Runner
-    from zoo_bench.suite import parse_suite
+    from zoo_bench.run.prepare import RunOptions, prepare_run
+    from zoo_bench.run.runner import Runner
+    from zoo_bench.plan.suite import parse_suite
     from conftest import QuietReporter
 
     suite = parse_suite(write_suite(tmp_path, body), registry)

@@ -10,8 +10,8 @@ import torch
 from conftest import SHARED_DATA, TINY_SUITE, run_inprocess, write_suite
 from zoo_bench.augment import Augment
 from zoo_bench.errors import SuiteError
-from zoo_bench.grid import expand
-from zoo_bench.suite import parse_suite
+from zoo_bench.plan.grid import expand
+from zoo_bench.plan.suite import parse_suite
 from zoo_bench_torch.augment import augment as torch_augment
 from zoo_bench_torch.augment import warp as torch_warp
 

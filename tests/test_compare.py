@@ -6,10 +6,10 @@ import pytest
 
 from conftest import lite0_suite, run_inprocess, write_suite
 from zoo_bench.cli import main
-from zoo_bench.compare import overlap_rule
-from zoo_bench.gates import Gate
+from zoo_bench.results.compare import overlap_rule
+from zoo_bench.plan.gates import Gate
 from zoo_bench.plugins import load_plugins
-from zoo_bench.stats import Estimate, estimate
+from zoo_bench.results.stats import Estimate, estimate
 
 SUITE = lite0_suite("cmp", "[strategies.svm]", seeds=(0, 1, 2), train_per_class=12, test_per_class=10)
 
@@ -124,7 +124,7 @@ def test_student_t_interval_and_single_seed():
 
 
 def test_rows_written_with_older_parameter_names_match_todays_configuration():
-    from zoo_bench.compare import Side, compare
+    from zoo_bench.results.compare import Side, compare
     from zoo_bench.plugins import load_plugins
 
     strategies = load_plugins().strategies
@@ -145,8 +145,8 @@ def test_rows_written_with_older_parameter_names_match_todays_configuration():
 
 
 def test_tuned_numbers_are_compared_and_gated():
-    from zoo_bench.compare import Side, compare
-    from zoo_bench.gates import Gate
+    from zoo_bench.results.compare import Side, compare
+    from zoo_bench.plan.gates import Gate
 
     selection = {"metric": "val_accuracy", "tuned": {"svm": ["C"]}, "defaults": {"svm": {"C": 1.0}}}
 
@@ -170,7 +170,7 @@ def test_tuned_numbers_are_compared_and_gated():
 
 
 def test_gates_with_a_pattern_judge_only_the_configurations_they_match():
-    from zoo_bench.compare import Side, compare
+    from zoo_bench.results.compare import Side, compare
 
     def side(accuracy):
         return Side("s", [{"trial_id": f"torch/m/{name}/n=8/seed=0", "backend": "torch", "backbone": "m",

@@ -4,8 +4,8 @@ from PIL import Image
 
 from conftest import TINY_SUITE, write_suite
 from zoo_bench.errors import DataError
-from zoo_bench.runner import RunOptions, list_dataset
-from zoo_bench.suite import parse_suite
+from zoo_bench.run.runner import RunOptions, list_dataset
+from zoo_bench.plan.suite import parse_suite
 from zoo_bench_datasets.sources import FolderSource, KaggleFlatSource, SyntheticSource
 
 

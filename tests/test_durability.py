@@ -191,11 +191,11 @@ def _wait_gone(proc: subprocess.Popen, seconds: float = 10) -> bool:
 
 
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path):
-    from zoo_bench.results import RunStore
+    from zoo_bench.results.store import RunStore
 
     first = RunStore(tmp_path / "run")
     first.lock()
-    code = ("from pathlib import Path; from zoo_bench.results import RunStore; from zoo_bench.errors import UsageError\n"
+    code = ("from pathlib import Path; from zoo_bench.results.store import RunStore; from zoo_bench.errors import UsageError\n"
             f"try:\n    RunStore(Path({str(tmp_path / 'run')!r})).lock()\nexcept UsageError as e:\n    print(e)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert f"another zoo-bench run (pid {os.getpid()}) is writing this run folder" in out.stdout

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zoo_bench import evidence
-from zoo_bench.results import RunStore, load_run
+from zoo_bench.results import evidence
+from zoo_bench.results.store import RunStore, load_run
 
 N = 1000  # test images
 SEEDS = [0, 1, 2, 3, 4]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import TINY_SUITE, run_inprocess, write_suite
-from zoo_bench.executors import describe_exit
+from zoo_bench.run.executors import describe_exit
 from zoo_bench.plugins import load_plugins
 
 CRASH_SUITE = TINY_SUITE.replace('backbones = ["mini_cnn"]', 'backbones = ["tiny_cnn"]') + """
@@ -79,10 +79,10 @@ def test_a_nan_or_infinite_loss_ends_the_trial_as_diverged_and_resume_keeps_it(t
 
 def test_a_worker_that_cannot_start_fails_its_backbone_at_once_with_the_cause(tmp_path, fault_registry, cache_dir):
     from conftest import QuietReporter
-    from zoo_bench.executors import PoolExecutor, WorkerSetup, make_units
-    from zoo_bench.grid import expand
-    from zoo_bench.prepare import RunOptions, list_dataset
-    from zoo_bench.suite import parse_suite
+    from zoo_bench.run.executors import PoolExecutor, WorkerSetup, make_units
+    from zoo_bench.plan.grid import expand
+    from zoo_bench.run.prepare import RunOptions, list_dataset
+    from zoo_bench.plan.suite import parse_suite
 
     suite = parse_suite(write_suite(tmp_path, CRASH_SUITE), fault_registry)
     options = RunOptions(data_root=tmp_path, cache_dir=cache_dir, device="cpu")
@@ -137,9 +137,9 @@ def test_a_failed_base_build_is_not_cached_as_a_base():
 
 
 def test_plots_and_report_of_a_run_where_everything_diverged(tmp_path):
-    from zoo_bench.document import write_report
-    from zoo_bench.plots import plot_run
-    from zoo_bench.results import to_dataframe
+    from zoo_bench.show.document import write_report
+    from zoo_bench.show.plots import plot_run
+    from zoo_bench.results.store import to_dataframe
 
     df = to_dataframe([{"trial_id": "t/b/last_layer/n=4/seed=0", "backend": "torch", "backbone": "b",
                         "strategy": "last_layer", "params": {}, "size_per_class": 4, "seed": 0,

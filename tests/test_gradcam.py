@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from zoo_bench.activation_maps import overlay, save_maps
+from zoo_bench.run.activation_maps import overlay, save_maps
 from zoo_bench_torch.gradcam import grad_cam as torch_grad_cam
 
 SIZE = 32

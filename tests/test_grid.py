@@ -1,8 +1,8 @@
 """Grid expansion and canonical trial ids."""
 from conftest import TINY_SUITE, write_suite
-from zoo_bench.grid import expand
-from zoo_bench.trial import select, strategy_label
-from zoo_bench.suite import parse_suite
+from zoo_bench.plan.grid import expand
+from zoo_bench.plan.trial import select, strategy_label
+from zoo_bench.plan.suite import parse_suite
 
 
 def test_grid_is_the_product_with_sweeps(tmp_path, registry):

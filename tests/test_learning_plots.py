@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 from rich.console import Console
 
-from zoo_bench.confusion import confusion_for, confusion_table
-from zoo_bench.document import write_report
-from zoo_bench.plots import (confusion_configurations, confusion_plot, cost_plot, finetune_starts, history_of,
+from zoo_bench.show.confusion import confusion_for, confusion_table
+from zoo_bench.show.document import write_report
+from zoo_bench.show.plots import (confusion_configurations, confusion_plot, cost_plot, finetune_starts, history_of,
                              learning_curves_plot, matrix_of, plot_run)
-from zoo_bench.results import to_dataframe
+from zoo_bench.results.store import to_dataframe
 
 CLASSES = ["cat", "dog", "[bold]fox"]
 

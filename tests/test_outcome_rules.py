@@ -8,7 +8,7 @@ from conftest import TINY_SUITE, run_inprocess, write_suite
 from zoo_bench import EpochStats, Outcome, SuiteError
 from zoo_bench.outcome_rules import outcome_problems
 from zoo_bench.plugins import load_plugins
-from zoo_bench.suite import parse_suite
+from zoo_bench.plan.suite import parse_suite
 from zoo_bench.testing import check_plugin
 
 GOOD = dict(test_pred=np.array([0, 1, 1]), val_pred=np.array([1, 0]))

@@ -162,7 +162,7 @@ def test_a_duplicate_strategy_name_is_named_in_the_suite_error_with_both_plugins
     import tiny_backbone
     from conftest import TINY_SUITE, write_suite
     from zoo_bench import Outcome, Strategy, SuiteError, hookimpl
-    from zoo_bench.suite import parse_suite
+    from zoo_bench.plan.suite import parse_suite
 
     def plugin(module: str, params: dict) -> types.ModuleType:
         cls = type("Nearest", (Strategy,), {"name": "nearest", "params": params, "pretrained": False,
@@ -189,9 +189,9 @@ def test_run_json_records_each_provider_and_a_resume_says_when_another_plugin_an
     import tiny_backbone
     from conftest import TINY_SUITE, write_suite
     from zoo_bench import Outcome
-    from zoo_bench.prepare import prepare_run
-    from zoo_bench.runner import RunOptions
-    from zoo_bench.suite import parse_suite
+    from zoo_bench.run.prepare import prepare_run
+    from zoo_bench.run.runner import RunOptions
+    from zoo_bench.plan.suite import parse_suite
 
     def plugin(module: str) -> types.ModuleType:
         cls = type("Nearest", (Strategy,), {"name": "nearest", "pretrained": False,

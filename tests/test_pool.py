@@ -90,10 +90,10 @@ def test_a_single_backbone_suite_is_split_across_idle_workers(tmp_path, fault_re
 
 
 def test_units_split_for_idle_workers_but_never_inside_a_head_sweep(tmp_path, registry):
-    from zoo_bench.executors import make_units
-    from zoo_bench.grid import expand
-    from zoo_bench.suite import parse_suite
-    from zoo_bench.sweeps import group_sweeps, strategy_sweep_params
+    from zoo_bench.run.executors import make_units
+    from zoo_bench.plan.grid import expand
+    from zoo_bench.plan.suite import parse_suite
+    from zoo_bench.run.sweeps import group_sweeps, strategy_sweep_params
 
     body = "[strategies.svm]\n[strategies.last_layer]\nlr = [0.001, 0.01, 0.1]"
     suite = parse_suite(write_suite(tmp_path, lite0_suite("split", body, seeds=(0, 1))), registry)
@@ -114,10 +114,10 @@ def test_units_split_for_idle_workers_but_never_inside_a_head_sweep(tmp_path, re
 
 def test_a_worker_that_cannot_see_the_data_fails_its_unit_in_one_line(tmp_path, registry):
     from conftest import QuietReporter
-    from zoo_bench.executors import PoolExecutor
-    from zoo_bench.prepare import RunOptions, prepare_run
-    from zoo_bench.runner import Runner
-    from zoo_bench.suite import parse_suite
+    from zoo_bench.run.executors import PoolExecutor
+    from zoo_bench.run.prepare import RunOptions, prepare_run
+    from zoo_bench.run.runner import Runner
+    from zoo_bench.plan.suite import parse_suite
 
     suite = parse_suite(write_suite(tmp_path, lite0_suite("blind", "[strategies.svm]")), registry)
     options = RunOptions(data_root=tmp_path, cache_dir=tmp_path / "cache", device="cpu")

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import TINY_SUITE, run_inprocess, write_suite
 from zoo_bench import HeadSpec
-from zoo_bench.grid import expand
-from zoo_bench.suite import parse_suite
+from zoo_bench.plan.grid import expand
+from zoo_bench.plan.suite import parse_suite
 
 
 def backend_of(name: str, registry):

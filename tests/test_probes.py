@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import copy_photos, lite0_suite, run_inprocess, write_suite
-from zoo_bench.grid import expand
+from zoo_bench.plan.grid import expand
 from zoo_bench.plugins import load_plugins
-from zoo_bench.suite import parse_suite
+from zoo_bench.plan.suite import parse_suite
 from zoo_bench_strategies.probes import LOGREG_C, LogReg, Preprocessor, knn_scores
 
 
@@ -19,7 +19,7 @@ def test_svm_ids_name_preprocess_except_at_standardize(tmp_path):
 
 
 def test_a_row_or_id_from_before_preprocess_existed_means_standardize():
-    from zoo_bench.compare import canonical_config
+    from zoo_bench.results.compare import canonical_config
     from zoo_bench.params import with_defaults
     from zoo_bench_strategies.probes import Svm
 

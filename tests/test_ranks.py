@@ -9,7 +9,7 @@ from itertools import permutations, product
 import numpy as np
 import pytest
 
-from zoo_bench import ranks
+from zoo_bench.results import ranks
 
 # Demsar (2006), Table 6: AUC of C4.5, C4.5+m, C4.5+cf and C4.5+m+cf on 14 data sets.
 DEMSAR = np.array([
@@ -70,7 +70,7 @@ def test_every_data_set_agreeing_is_the_smallest_p():
 
 def _run(tmp_path, name, accuracies, size=20):
     """A run folder of one data set: strategy -> its test accuracy per seed."""
-    from zoo_bench.results import RunStore
+    from zoo_bench.results.store import RunStore
 
     store = RunStore(tmp_path / name)
     store.write_meta({"suite_name": f"r_{name}", "suite": {"dataset": {"path": name}}, "selection": None,

@@ -254,11 +254,11 @@ fits = 4
 def ray_run(suite_path: Path, registry, tmp_path: Path, address: str, run_id: str = "r"):
     """Run a suite like `zoo-bench run --ray-address` does, driving from this process."""
     from conftest import QuietReporter
-    from zoo_bench.executors import worker_setup
-    from zoo_bench.executors.ray_cluster import RayExecutor
-    from zoo_bench.prepare import RunOptions, prepare_run
-    from zoo_bench.runner import Runner
-    from zoo_bench.suite import parse_suite
+    from zoo_bench.run.executors import worker_setup
+    from zoo_bench.run.executors.ray_cluster import RayExecutor
+    from zoo_bench.run.prepare import RunOptions, prepare_run
+    from zoo_bench.run.runner import Runner
+    from zoo_bench.plan.suite import parse_suite
 
     suite = parse_suite(suite_path, registry)
     options = RunOptions(data_root=tmp_path, cache_dir=tmp_path / "cache", device="cpu")
@@ -333,7 +333,7 @@ def test_sigkill_of_the_driver_loses_nothing_finished_and_resumes_on_the_cluster
 
 
 def test_units_fit_per_node_in_gpus_and_cpus_both():
-    from zoo_bench.executors.ray_cluster import units_that_fit
+    from zoo_bench.run.executors.ray_cluster import units_that_fit
 
     gpu_node = {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 8.0}}
     cpu_node = {"Alive": True, "Resources": {"CPU": 3.0}}

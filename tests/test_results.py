@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import random
 
-from zoo_bench.results import RunStore, load_run
+from zoo_bench.results.store import RunStore, load_run
 
 
 def row(backend: str, backbone: str, strategy: str, size: int, seed: int) -> dict:

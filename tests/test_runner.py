@@ -4,7 +4,7 @@ import json
 import pandas as pd
 
 from conftest import TINY_SUITE, run_inprocess, write_suite
-from zoo_bench.results import COLUMNS, RunStore, load_run
+from zoo_bench.results.store import COLUMNS, RunStore, load_run
 
 BODY = TINY_SUITE.replace("sizes = [8]", "sizes = [4, 8]") + "[strategies.svm]\n[strategies.last_layer]\nepochs = 2\n"
 

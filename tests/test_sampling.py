@@ -2,7 +2,7 @@
 from collections import Counter
 
 from zoo_bench.dataset import Listing
-from zoo_bench.sampling import folds, is_val_position, subset
+from zoo_bench.plan.sampling import folds, is_val_position, subset
 
 
 def listing(per_class=(100, 60)):

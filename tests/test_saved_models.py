@@ -11,7 +11,7 @@ import pytest
 
 from conftest import REPO, SHARED_DATA, photo_suite, run_inprocess, write_suite
 from zoo_bench import UsageError
-from zoo_bench import saved_models
+from zoo_bench.run import saved_models
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "cats_dogs").is_dir(), reason="needs ../shared/data/cats_dogs")
 

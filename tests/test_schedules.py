@@ -109,7 +109,7 @@ def test_two_phase_keys_reach_their_phase(tmp_path, registry, tiny_weights, back
 
 def test_bad_schedule_keys_are_refused_in_one_line(tmp_path, registry):
     from zoo_bench.errors import SuiteError
-    from zoo_bench.suite import parse_suite
+    from zoo_bench.plan.suite import parse_suite
 
     body = TINY_SUITE + '[strategies.full]\nschedule = "linear"\n'
     with pytest.raises(SuiteError, match="strategies.full.schedule: 'linear' is not allowed "

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 
 from conftest import REPO
-from zoo_bench.grid import expand
+from zoo_bench.plan.grid import expand
 from zoo_bench.plugins import load_plugins
-from zoo_bench.suite import parse_suite
+from zoo_bench.plan.suite import parse_suite
 
 SEEDS = sorted((REPO / "suites" / "seeds").glob("*.toml"))
 

@@ -10,8 +10,8 @@ from PIL import Image
 
 from conftest import run_inprocess, write_suite
 from zoo_bench.backend import Monitor
-from zoo_bench.results import to_dataframe
-from zoo_bench.selection import choose, default_rows
+from zoo_bench.results.store import to_dataframe
+from zoo_bench.results.selection import choose, default_rows
 
 CLASSES = ("alpha", "beta", "gamma")
 

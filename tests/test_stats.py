@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.special import expit
 
-from zoo_bench.stats import (format_accuracy, holm, mcnemar_exact, newcombe_paired, paired_difference, wilson)
+from zoo_bench.results.stats import (format_accuracy, holm, mcnemar_exact, newcombe_paired, paired_difference, wilson)
 
 
 def test_exact_mcnemar_known_answer():

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import TINY_SUITE, write_suite
 from zoo_bench.errors import SuiteError
-from zoo_bench.suite import parse_suite
+from zoo_bench.plan.suite import parse_suite
 
 BASE = TINY_SUITE + "\n[strategies.svm]\n"
 
@@ -115,7 +115,7 @@ def test_profiles_merge_and_unknown_profile(tmp_path, registry):
 
 
 def test_sizes_larger_than_data(tmp_path, registry, cache_dir):
-    from zoo_bench.runner import RunOptions, check_sizes, list_dataset
+    from zoo_bench.run.runner import RunOptions, check_sizes, list_dataset
 
     path = write_suite(tmp_path, BASE.replace("sizes = [8]", "sizes = [8, 50]"))
     suite = parse_suite(path, registry)

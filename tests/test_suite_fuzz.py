@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from zoo_bench import cli
-from zoo_bench.gates import Gate
+from zoo_bench.plan.gates import Gate
 from zoo_bench.plugins import load_plugins
 
 EXAMPLES = int(os.environ.get("ZOO_BENCH_FUZZ_EXAMPLES", "600"))  # more for a longer local hunt
@@ -131,7 +131,7 @@ def _dump_table(prefix: list[str], table: dict[str, Any], lines: list[str]) -> N
             _dump_table([*prefix, key], value, lines)
 
 
-# --- what counts as a well-typed value (independent of zoo_bench.suite) ----------------------
+# --- what counts as a well-typed value (independent of zoo_bench.plan.suite) ----------------------
 
 def has_type(value: Any, tname: str) -> bool:
     if tname == "str":

@@ -2,8 +2,8 @@
 import pytest
 
 from conftest import TINY_SUITE, lite0_suite, run_inprocess, write_suite
-from zoo_bench.trial import Trial
-from zoo_bench.sweeps import HeadSweeps, group_sweeps, params_key
+from zoo_bench.plan.trial import Trial
+from zoo_bench.run.sweeps import HeadSweeps, group_sweeps, params_key
 
 HEAD = ("lr", "weight_decay", "dropout")
 

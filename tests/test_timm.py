@@ -15,7 +15,7 @@ from conftest import SHARED_DATA, write_suite  # noqa: E402
 from zoo_bench import WeightsUnavailableError  # noqa: E402
 from zoo_bench.images import ImageCache  # noqa: E402
 from zoo_bench.plugins import load_plugins  # noqa: E402
-from zoo_bench.suite import SuiteError, parse_suite  # noqa: E402
+from zoo_bench.plan.suite import SuiteError, parse_suite  # noqa: E402
 from zoo_bench_torch import TorchBackend  # noqa: E402
 from zoo_bench_torch.timm_weights import save_random_weights  # noqa: E402
 

@@ -94,8 +94,8 @@ def test_efficientnet_lite_weights_see_cats_and_dogs_and_our_blocks_give_the_mod
 
 
 def test_a_weights_file_in_weights_dir_silences_the_not_downloaded_warning(offline, tmp_path):
-    from zoo_bench.trial import Trial
-    from zoo_bench.prepare import weights_to_download
+    from zoo_bench.plan.trial import Trial
+    from zoo_bench.run.prepare import weights_to_download
 
     registry = load_plugins()
     trials = [Trial("torch", "mobilenet_v2", "svm", (), 10, 0), Trial("torch", "mobilenet_v2", "scratch", (), 10, 0),

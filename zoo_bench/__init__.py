@@ -24,3 +24,7 @@ __all__ = [
     "Strategy", "SuiteError", "TrialContext", "UsageError", "WeightsUnavailableError", "ZooBenchError",
     "hookimpl", "__version__",
 ]
+
+from ._moved import install as _install_moved  # noqa: E402  (old module names keep importing, with a warning)
+
+_install_moved()

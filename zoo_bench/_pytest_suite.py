@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from zoo_bench.grid import expand
+from zoo_bench.plan.grid import expand
 from zoo_bench.plugins import load_plugins
 from zoo_bench.pytest_plugin import EpochClock, benchmark_durations, data_root
-from zoo_bench.prepare import RunOptions, prepare_run
-from zoo_bench.results import new_run_id
-from zoo_bench.runner import QuietReporter, Runner
-from zoo_bench.suite import parse_suite
+from zoo_bench.run.prepare import RunOptions, prepare_run
+from zoo_bench.results.store import new_run_id
+from zoo_bench.run.runner import QuietReporter, Runner
+from zoo_bench.plan.suite import parse_suite
 
 EXTRA_FIELDS = ("test_accuracy", "val_accuracy", "epoch_time_s", "first_epoch_s", "feature_time_s",
                 "train_images_per_s", "peak_memory_mb", "trainable_params", "total_params", "skipped_images",

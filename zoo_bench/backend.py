@@ -16,6 +16,8 @@ import numpy as np
 import math
 
 from .errors import BackendUnavailableError, DivergedError
+from .images import Resize
+from .metrics import cross_entropy
 from .schedules import Schedule
 
 if TYPE_CHECKING:
@@ -82,8 +84,6 @@ class BackboneSpec:
 
     def resize(self, image_size: int | None = None) -> "Resize":
         """The resize policy of this backbone at ``image_size`` (its own size by default)."""
-        from .images import Resize
-
         fill = tuple(round(255 * v) for v in self.mean) if self.crop_mode == "border" else (0, 0, 0)
         return Resize(image_size or self.image_size, self.crop_pct, self.interpolation, self.crop_mode, fill)
 
@@ -460,8 +460,6 @@ class Backend(ABC):
         """Validation accuracy and mean cross-entropy of a model (loss None without :meth:`logits`)."""
         if val is None or not len(val[1]):
             return None, None
-        from .metrics import cross_entropy
-
         try:
             scores = self.logits(model, val[0], batch_size)
         except NotImplementedError:

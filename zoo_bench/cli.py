@@ -12,15 +12,16 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__, report
+from . import __version__
 from .errors import DataError, PluginError, SuiteError, UsageError, ZooBenchError
-from .grid import expand
-from .trial import select
+from .plan.grid import expand
+from .plan.suite import Suite, parse_suite, profile_names, read_toml
+from .plan.trial import select
 from .plugins import Registry, load_plugins
-from .results import RunStore, load_run, new_run_id
-from .prepare import RunOptions, check_sizes, list_dataset, prepare_run, weights_to_download
-from .runner import Runner
-from .suite import Suite, parse_suite, profile_names, read_toml
+from .results.store import RunStore, load_run, new_run_id
+from .run.prepare import RunOptions, check_sizes, list_dataset, prepare_run, weights_to_download
+from .run.runner import Runner
+from .show import report
 
 ENV_DATA = "ZOO_BENCH_DATA_ROOT"
 ENV_CACHE = "ZOO_BENCH_CACHE_DIR"
@@ -263,13 +264,13 @@ def _executor(args: argparse.Namespace, prepared, reporter):
     is used, and this process on a CPU-only machine.
     """
     from .backend import Backend
-    from .executors import PoolExecutor, make_units
-    from .sweeps import group_sweeps, strategy_sweep_params
+    from .run.executors import PoolExecutor, make_units
+    from .run.sweeps import group_sweeps, strategy_sweep_params
 
     gpus = _check_executor_args(args)
     p = prepared
     if args.executor == "ray":
-        from .executors.ray_cluster import RayExecutor
+        from .run.executors.ray_cluster import RayExecutor
 
         executor = RayExecutor.for_run(p.suite, p.registry, p.options, p.listing, p.store.run_dir, reporter,
                                        address=args.ray_address, workers=args.workers)
@@ -299,8 +300,8 @@ def _executor(args: argparse.Namespace, prepared, reporter):
 def _evidence(df, meta: dict, run_dir: Path, write: bool = True, frames=None):
     """The paired evidence of the run's tables (written to ``evidence.json`` when ``write``); None, with a
     one-line error, if it cannot be had: the tables and the saved trials stand without it. ``frames``: the
-    tables' frames (:func:`zoo_bench.evidence.table_frames`), when the caller has them."""
-    from . import evidence
+    tables' frames (:func:`zoo_bench.results.evidence.table_frames`), when the caller has them."""
+    from .results import evidence
 
     try:
         found = evidence.analyse(df, meta, run_dir, frames=frames)
@@ -314,7 +315,7 @@ def _evidence(df, meta: dict, run_dir: Path, write: bool = True, frames=None):
 
 def _print_with_evidence(df, meta: dict, run_dir: Path, title: str, write: bool) -> None:
     """The run's tables and what to use under them, the tuned choice made once for both."""
-    from .evidence import table_frames
+    from .results.evidence import table_frames
 
     frames = table_frames(df, meta.get("selection"))
     report.print_tables(df, title=title, selection=meta.get("selection"), frames=frames,
@@ -361,7 +362,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     _check_executor_args(args)
     if args.executor == "ray":  # an unreachable cluster is refused before the run folder is touched
-        from .executors.ray_cluster import connect
+        from .run.executors.ray_cluster import connect
 
         connect(args.ray_address)
     run_id = args.run_id or new_run_id()
@@ -408,7 +409,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
     from scipy.special import softmax
 
-    from . import saved_models
+    from .run import saved_models
 
     if args.top < 1 or args.batch_size < 1:
         raise UsageError("--top and --batch-size must be at least 1")
@@ -441,7 +442,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         report.out.print(report.grouped_table(df, by, title))
         return 0
     if args.confusion:
-        from .confusion import confusion_for, confusion_table
+        from .show.confusion import confusion_for, confusion_table
 
         found = confusion_for(df, args.confusion)
         if not found:
@@ -475,9 +476,9 @@ def _run_frame(run_dir: Path):
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from .plots import plot_run
+    from .show.plots import plot_run
 
-    from .selection import display_frame
+    from .results.selection import display_frame
 
     df, meta = _run_frame(args.run_dir)
     found = _evidence(df, meta, args.run_dir, write=False)
@@ -489,7 +490,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .document import write_report
+    from .show.document import write_report
 
     df, meta = _run_frame(args.run_dir)
     path = write_report(df, meta, args.out or args.run_dir / f"report.{args.format}", args.format, run_dir=args.run_dir,
@@ -499,7 +500,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline(args: argparse.Namespace) -> int:
-    from .compare import save_baseline
+    from .results.compare import save_baseline
 
     path = save_baseline(args.run_dir, args.name, args.dir)
     report.message(f"baseline saved: {path}")
@@ -507,7 +508,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare, gates_from, load_side
+    from .results.compare import compare, gates_from, load_side
 
     baseline, current = load_side(args.baseline), load_side(args.current)
     strategies = load_plugins().strategies  # lets baselines written by older versions match today's ids
@@ -526,8 +527,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_rank(args: argparse.Namespace) -> int:
     import json
 
-    from . import ranks
-    from .results import atomic_write
+    from .results import ranks
+    from .results.store import atomic_write
 
     if len(args.run_dirs) < 2:
         raise UsageError("rank needs run folders of at least 2 data sets")
@@ -584,7 +585,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rich.markup import escape
     from rich.table import Table
 
-    from .zoo_list import list_backbones
+    from .show.zoo_list import list_backbones
 
     registry = _registry()
     if args.backend and args.backend not in registry.backends:
@@ -612,7 +613,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_data_get(args: argparse.Namespace) -> int:
-    from .download import get
+    from .run.download import get
 
     registry = _registry()
     spec = registry.downloads.get(args.name)

@@ -16,7 +16,7 @@ from .images import Batch, load_npz, save_npz
 from .params import params_key
 
 if TYPE_CHECKING:  # the runner's store of a sweep's heads; a trial only hands it on
-    from .sweeps import HeadSweeps
+    from .run.sweeps import HeadSweeps
 
 
 # Activations at a cut stay in memory (train with its mirror view, validation and test): above this

@@ -1,6 +1,6 @@
 """What a strategy must hand back: the rules every :class:`zoo_bench.Outcome` is checked against.
 
-One home for them, so a trial (:mod:`zoo_bench.trials`) and a plugin author's contract check
+One home for them, so a trial (:mod:`zoo_bench.run.trials`) and a plugin author's contract check
 (:mod:`zoo_bench.testing`) judge a strategy the same way. A broken rule must never become an "ok" row
 with a meaningless accuracy: the trial becomes an error row naming the strategy and its distribution.
 """

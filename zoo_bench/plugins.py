@@ -33,6 +33,7 @@ from . import hookspecs
 from .backend import Backend, BackboneSpec
 from .catalog import BackboneCatalog
 from .dataset import DatasetSource, DownloadSpec
+from .images import CROP_MODES, INTERPOLATIONS
 from .strategy import Strategy
 
 GROUP = hookspecs.PROJECT
@@ -330,8 +331,6 @@ def _default_problem(cls: type) -> str | None:
 
 def _resize_problem(spec: BackboneSpec) -> str | None:
     """Why a spec's eval resize cannot be applied, or None."""
-    from .images import CROP_MODES, INTERPOLATIONS
-
     if spec.interpolation not in INTERPOLATIONS:
         return f"backbone {spec.name!r}: interpolation {spec.interpolation!r} (allowed: {', '.join(INTERPOLATIONS)})"
     if spec.crop_mode not in CROP_MODES:

@@ -39,6 +39,9 @@ from typing import Any, Callable
 import numpy as np
 
 from .backend import Backend, BackboneSpec, HeadSpec, OptimizerSpec
+from .context import FeatureCache, TrialContext
+from .dataset import listing_problems
+from .images import Batch
 from .outcome_rules import outcome_problems
 from .plugins import Registry, load_plugins
 from .strategy import Outcome
@@ -230,8 +233,6 @@ def check_strategy(cls: type, registry: Registry, report: ContractReport) -> Non
 
 
 def _run_strategy(cls: type, backend_cls: type, params: dict[str, Any]) -> tuple[Any, int, int]:
-    from .context import FeatureCache, TrialContext
-    from .images import Batch
 
     backend = backend_cls(device="cpu", precision="fp32")
     parts = {}
@@ -251,8 +252,6 @@ def check_dataset(cls: type, report: ContractReport, root: Any = None, config: d
     it returns a Listing whose labels are in range and whose files exist."""
     import tempfile
     from pathlib import Path
-
-    from .dataset import listing_problems
 
     subject = f"dataset {cls.name!r}"
     report.checked.append(subject)

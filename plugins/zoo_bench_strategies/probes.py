@@ -60,7 +60,7 @@ class Preprocessor:
         return x
 
     def linear(self, coef: np.ndarray, intercept: np.ndarray) -> dict[str, np.ndarray]:
-        """The saved form of a linear probe behind this preprocessing (``zoo_bench.saved_models``)."""
+        """The saved form of a linear probe behind this preprocessing (``zoo_bench.run.saved_models``)."""
         dim = coef.shape[1]
         return {"l2": np.asarray(self.how == "l2"),
                 "mean": self.mean if self.mean is not None else np.zeros(dim),

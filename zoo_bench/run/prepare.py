@@ -1,7 +1,7 @@
 """Preparing a run, the one way every caller does it: data listed, sizes checked, folder locked, run.json written.
 
 ``prepare_run`` is what ``zoo-bench run``, the pytest plugin and the tests call before any trial runs;
-``zoo_bench.runner.Runner`` then drives the trials through an executor (``zoo_bench.executors``).
+``zoo_bench.run.runner.Runner`` then drives the trials through an executor (``zoo_bench.run.executors``).
 """
 from __future__ import annotations
 
@@ -13,16 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .backend import Backend
-from .dataset import Listing, listing_problems
-from .errors import DataError, SuiteError, ZooBenchError
-from .grid import expand
-from .trial import Trial
-from .plugins import Registry
-from .providers import latest_providers, provider_changes, providers
-from .results import RunStore, now_iso
-from .suite import Suite
+from .. import __version__
+from ..backend import Backend
+from ..dataset import Listing, listing_problems
+from ..errors import DataError, SuiteError, ZooBenchError
+from ..params import with_defaults
+from ..plan.grid import expand
+from ..plan.providers import latest_providers, provider_changes, providers
+from ..plan.sampling import subset
+from ..plan.suite import Suite
+from ..plan.trial import Trial
+from ..plugins import Registry
+from ..results.store import RunStore, now_iso
+from .download import get
 
 
 @dataclass
@@ -35,7 +38,7 @@ class RunOptions:
     device: str | None = None
     precision: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-    save_models: bool = False  # each trial's trained model into the run folder's models/ (zoo_bench.saved_models)
+    save_models: bool = False  # each trial's trained model into the run folder's models/ (zoo_bench.run.saved_models)
     activation_maps: int = 0  # Grad-CAM figures of this many test images per trial, in activation_maps/
 
 
@@ -54,8 +57,6 @@ def list_dataset(suite: Suite, registry: Registry, options: RunOptions, console=
         if spec is None:
             raise DataError(f"{suite.path}: dataset.download: no download named {root.name!r} "
                             f"(known: {', '.join(sorted(registry.downloads)) or 'none'})")
-        from .download import get
-
         get(spec, root.parent, options.cache_dir, console=console)
     name = suite.dataset["source"]
     try:
@@ -236,8 +237,6 @@ def applicable(trials: list[Trial], suite: Suite, registry: Registry, listing: L
                ) -> tuple[list[Trial], list[tuple[str, str]]]:
     """The trials whose configuration means something at their size (``Strategy.inapplicable``), and
     (trial id, why) for the others: ``knn`` with ``k`` above the training images, say."""
-    from .params import with_defaults
-    from .sampling import subset
 
     train_images: dict[int, int] = {}
     keep: list[Trial] = []

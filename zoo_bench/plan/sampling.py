@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dataset import Listing
+from ..dataset import Listing
 
 
 @dataclass(frozen=True)

@@ -2,28 +2,29 @@
 
 Every finished trial is appended to trials.jsonl at once (durable, resume by id); unreadable images
 go to skipped_images.txt and error texts to errors.log. Where the trials execute is the executor's
-business (``zoo_bench.executors``); what one trial does is ``zoo_bench.trials``; how a run is
-prepared is ``zoo_bench.prepare``.
+business (``zoo_bench.run.executors``); what one trial does is ``zoo_bench.run.trials``; how a run is
+prepared is ``zoo_bench.run.prepare``.
 """
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Protocol
 
-from .backend import EpochStats
+from ..backend import EpochStats
+from ..plan.trial import Trial
+from ..results.selection import choose
+from ..results.store import RunStore, to_dataframe
 from .executors import Executor, InProcessExecutor, make_units
-from .trial import Trial
 from .prepare import (  # noqa: F401  (the names callers used to import from here)
     PreparedRun, RunOptions, check_sizes, dataset_root, list_dataset, make_backends, prepare_run, run_metadata,
     selection_meta,
 )
-from .results import RunStore
 from .sweeps import group_sweeps, strategy_sweep_params
 from .trials import TrialResult, TrialRunner, log_error
 
 
 class Reporter(Protocol):
-    """What the driver tells the user about; :mod:`zoo_bench.report` draws it."""
+    """What the driver tells the user about; :mod:`zoo_bench.show.report` draws it."""
 
     def start(self, total: int, already_done: int) -> None: ...
     def trial_started(self, trial: Trial) -> None: ...
@@ -121,8 +122,6 @@ def refit_trials(rows: list[dict[str, Any]], selection: dict[str, Any] | None, t
     Called once every trial of the run has ended; cells of the run's own trials only (``--trials`` may
     have picked a part of the grid).
     """
-    from .results import to_dataframe
-    from .selection import choose
 
     wanted = {t.id for t in trials}
     done = [r for r in rows if r["trial_id"] in wanted and not r.get("refit")]

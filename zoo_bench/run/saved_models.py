@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .backend import HeadSpec, pooling_kw
-from .errors import UsageError
+from ..backend import HeadSpec, pooling_kw
+from ..errors import UsageError
+from ..images import ImageCache, Resize
 
 if TYPE_CHECKING:
-    from .backend import Backend
-    from .plugins import Registry
+    from ..backend import Backend
+    from ..plugins import Registry
 
 FORMAT = 1
 FOLDER = "models"
@@ -121,8 +122,6 @@ def load(saved: Saved, registry: "Registry", device: str | None = None, weights_
 
 def read_images(paths: list[str], description: dict[str, Any]) -> tuple[np.ndarray, list[str]]:
     """Image files decoded and resized as the trial's images were; unreadable ones refused in one line."""
-    from .images import ImageCache, Resize
-
     r = description["resize"]
     resize = Resize(r["size"], r["crop_pct"], r["interpolation"], r["crop_mode"], tuple(r["fill"]))
     batch = ImageCache(None).load([(str(p), -1) for p in paths], resize)

@@ -10,9 +10,11 @@ from typing import Any
 
 import pandas as pd
 
+from ..results.selection import display_frame, format_chosen
+from ..results.stats import estimate, format_accuracy
+from ..results.store import row_labels
 from .plots import confusion_configurations, plot_run
-from .results import row_labels
-from .stats import estimate, format_accuracy
+from .report import RECOMMENDATION_NOTE, TABLE_NAMES
 
 
 def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -27,8 +29,6 @@ def summary_frame(df: pd.DataFrame) -> pd.DataFrame:
             ept = estimate(ok["epoch_time_s"].dropna())
             row[f"n={size}"] = acc + ("" if ept is None else f"; {ept.mean:.3g} s/epoch")
             if "chosen" in ok.columns and ok["chosen"].notna().any():
-                from .selection import format_chosen
-
                 row[f"n={size}"] += (f"; chose {format_chosen(ok)} of {int(ok['configs_tried'].max())} configs; "
                                      f"tuning {ok['tuning_time_s'].astype(float).mean():.3g} s")
             for status in ("error", "diverged"):
@@ -112,9 +112,7 @@ def activation_figures(df: pd.DataFrame, run_dir: Path | None) -> list[tuple[str
 def write_report(df: pd.DataFrame, meta: dict[str, Any], out: Path, fmt: str, run_dir: Path | None = None,
                  evidence: Any = None) -> Path:
     """Write the report to ``out``; images are embedded, so the file stands alone. ``evidence`` (the
-    run's :func:`zoo_bench.evidence.analyse`) adds what to use and the paired differences."""
-    from .report import RECOMMENDATION_NOTE, TABLE_NAMES
-    from .selection import display_frame
+    run's :func:`zoo_bench.results.evidence.analyse`) adds what to use and the paired differences."""
 
     title = f"zoo-bench report: {meta.get('suite_name', 'run')} / {meta.get('run_id', '')}"
     trials = len(df)

@@ -17,9 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ..dataset import Listing
-from ..errors import DataError
-from ..trial import Trial
+from ...dataset import Listing
+from ...errors import DataError
+from ...plan.suite import parse_suite
+from ...plan.trial import Trial
+from ...plugins import IN_PROCESS, load_plugins
+from ..prepare import make_backends
 from ..trials import TrialRunner
 from .base import Unit
 
@@ -45,8 +48,6 @@ class WorkerSetup:
 
 def worker_setup(suite: Any, registry: Any, options: Any, listing: Listing, run_dir: Path) -> WorkerSetup:
     """Setup for workers that rebuild this suite (profile already merged) and its in-process plugins."""
-    from ..plugins import IN_PROCESS
-
     modules = tuple(p.module for p in registry.plugins if p.distribution == IN_PROCESS)
     paths = []
     for name in modules:
@@ -98,9 +99,6 @@ def check_storage(setup: WorkerSetup) -> None:
 
 def build_runner(setup: WorkerSetup, events: Any) -> TrialRunner:
     """The driver's trial runner, rebuilt in this process."""
-    from ..plugins import load_plugins
-    from ..prepare import make_backends
-    from ..suite import parse_suite
 
     for folder in setup.extra_paths:
         if folder not in sys.path:

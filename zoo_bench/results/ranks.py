@@ -19,6 +19,10 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UsageError
+from .evidence import configs, table_frames
+from .store import RunStore, load_run
+
 ALPHA = 0.05
 MIN_SETS_FOR_WILCOXON = 6
 
@@ -226,9 +230,6 @@ def load_scores(run_dirs: list[Path], tuned: bool = False) -> tuple[dict[int, di
     Raises:
         UsageError: a folder is not a run, two runs hold the same data set, or ``tuned`` without ``[select]``.
     """
-    from .errors import UsageError
-    from .evidence import configs, table_frames
-    from .results import RunStore, load_run
 
     out: dict[int, dict[str, dict[str, float]]] = {}
     names: list[str] = []

@@ -3,7 +3,7 @@
 :class:`TrialRunner` runs trials in the process that holds it, keeping what trials share (decoded
 images, bottleneck features, a head sweep's trained heads) between them. It writes nothing to the run
 folder but a trial's predictions file (written atomically); the row, the error text and the
-unreadable images go back to the driver (``zoo_bench.runner``), which alone records them.
+unreadable images go back to the driver (``zoo_bench.run.runner``), which alone records them.
 """
 from __future__ import annotations
 
@@ -19,22 +19,24 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from . import sampling
-from .augment import Augment
-from .backend import Backend, EpochStats
-from .context import FeatureCache, TrialContext
-from .dataset import Listing
-from .errors import DataError, DivergedError, PluginError, ZooBenchError, one_line
-from .trial import Trial
-from .images import ImageCache
+from ..augment import Augment
+from ..backend import Backend, EpochStats
+from ..context import FeatureCache, TrialContext
+from ..dataset import Listing
+from ..errors import DataError, DivergedError, PluginError, ZooBenchError, one_line
+from ..images import ImageCache
+from ..metrics import scores_of
+from ..outcome_rules import outcome_problems
+from ..params import with_defaults
+from ..plan import sampling
+from ..plan.suite import Suite
+from ..plan.trial import Trial
+from ..plugins import Registry
+from ..results.store import atomic_write, now_iso
+from ..strategy import Outcome
+from . import saved_models
+from .activation_maps import save_maps
 from .memory import PeakRSS
-from .metrics import scores_of
-from .outcome_rules import outcome_problems
-from .params import with_defaults
-from .plugins import Registry
-from .results import atomic_write, now_iso
-from .strategy import Outcome
-from .suite import Suite
 from .sweeps import HeadSweeps, sweep_key
 
 if TYPE_CHECKING:
@@ -290,8 +292,6 @@ class TrialRunner:
     def _activation_maps(self, trial: Trial, ctx: TrialContext, classifier: "_Classifier", test: Any) -> str | None:
         """Grad-CAM of the first test images of each class, as one PNG in ``activation_maps/``; None with a note
         where the trial has no network to explain (an SVM) or the backend cannot."""
-        from .activation_maps import save_maps
-
         try:
             model = classifier.model
             if model is None:
@@ -315,8 +315,6 @@ class TrialRunner:
     def _save_model(self, trial: Trial, ctx: TrialContext, outcome: Outcome, classifier: "_Classifier",
                     params: dict[str, Any], resize: Any) -> str | None:
         """The trial's trained model in ``models/`` (``--save-models``); the path, or None with a note why not."""
-        from . import saved_models
-
         try:
             model, kind = classifier.model, "classifier"
             if outcome.linear is not None:  # the frozen base it was trained on, and the linear map

@@ -8,7 +8,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 
-from .errors import UsageError
+from ..errors import UsageError
 
 METRICS = {"accuracy": ("test_accuracy", "pt"), "epoch_time": ("epoch_time_s", "%")}  # metric -> (row column, unit)
 DEFAULT_GATES = ["accuracy:-1pt"]

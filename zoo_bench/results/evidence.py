@@ -2,7 +2,7 @@
 
 Every configuration of a cell (backend, backbone, size) is tested on the same images and, seed for
 seed, trained on the same subset, so two configurations are compared on their per-image predictions
-(:func:`zoo_bench.stats.paired_difference`), not through their separate intervals over seeds. Images
+(:func:`zoo_bench.results.stats.paired_difference`), not through their separate intervals over seeds. Images
 are paired by their path below the folder a trial's test images share, never by the stored path,
 which depends on where the data root was; what is not paired is refused in one line saying why.
 
@@ -25,8 +25,9 @@ from typing import Any
 
 import pandas as pd
 
-from .results import atomic_write, row_labels
+from .selection import choose, default_rows, strip_tuned
 from .stats import PairedDifference, holm, paired_difference
+from .store import atomic_write, row_labels
 
 EQUIVALENCE = 1.0  # points: the default margin of [compare] equivalence
 ALPHA = 0.05
@@ -367,8 +368,6 @@ def table_frames(df: pd.DataFrame, selection: dict[str, Any] | None) -> list[tup
     """The frames the results tables show: the trials; or, with ``[select]``, defaults and tuned."""
     if not selection:
         return [("trials", df)]
-    from .selection import choose, default_rows, strip_tuned
-
     return [("defaults", strip_tuned(default_rows(df, selection), selection)),
             ("tuned", strip_tuned(choose(df, selection), selection))]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn, TimeRemainingColumn
 
-from .dataset import DownloadSpec
-from .errors import DataError
+from ..dataset import DownloadSpec
+from ..errors import DataError
 
 
 def fetch(url: str, target: Path, sha256: str, console=None, timeout: float = 30.0) -> None:

@@ -1,10 +1,10 @@
-"""Expands a suite into its trials (their identity: :mod:`zoo_bench.trial`)."""
+"""Expands a suite into its trials (their identity: :mod:`zoo_bench.plan.trial`)."""
 from __future__ import annotations
 
 import itertools
 from typing import Any
 
-from .params import id_params
+from ..params import id_params
 from .suite import Suite
 from .trial import Trial, format_value, select, strategy_label  # noqa: F401  (grid's names before trial.py)
 

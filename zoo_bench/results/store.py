@@ -19,6 +19,9 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import UsageError
+from ..plan.trial import strategy_label
+
 COLUMNS = [
     "trial_id", "backend", "backbone", "strategy", "params", "size_per_class", "seed", "refit", "status", "error",
     "test_accuracy", "val_accuracy", "epochs", "epoch_time_s", "first_epoch_s", "head_epoch_time_s",
@@ -66,8 +69,6 @@ class RunStore:
         Raises:
             UsageError: another live process holds it.
         """
-        from .errors import UsageError
-
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock_fh = open(self.run_dir / ".lock", "a+")
         try:
@@ -176,8 +177,6 @@ def to_dataframe(rows: list[dict[str, Any]]) -> pd.DataFrame:
 
 def row_labels(df: pd.DataFrame) -> list[str]:
     """Each row's strategy with only the parameters that vary between its trials: the table's row name."""
-    from .trial import strategy_label
-
     varying: dict[str, set[str]] = {}
     for strategy, group in df.groupby("strategy"):
         params = list(group["params"])

@@ -1,4 +1,4 @@
-"""Executors: where the trials of a run execute. The driver (``zoo_bench.runner``) submits units and
+"""Executors: where the trials of a run execute. The driver (``zoo_bench.run.runner``) submits units and
 records the results they give back, in whatever order they finish; only the driver writes the run folder.
 
 * :class:`InProcessExecutor` (``base``): every trial in the driver's own process, one after another.

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from .trial import strategy_label
+from ..plan.trial import strategy_label
 
 TUNED_COLUMNS = ["chosen", "configs_tried", "configs_ok", "tuning_time_s", "tuning_train_s", "chosen_time_s",
                  "selected_by", "select_metric", "refit_status", "cv_sd", "cv_runner_up"]

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .results import atomic_write
+from ..results.store import atomic_write
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:
@@ -51,7 +51,7 @@ def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.45) -> np.ndarr
 def save_maps(images: np.ndarray, cams: np.ndarray, labels: list[str], path: Path, title: str = "") -> Path:
     """One PNG: a column per image, the image on top and its overlay below, titled by ``labels``.
 
-    Written with :func:`zoo_bench.results.atomic_write`, so a reader never sees a partial PNG.
+    Written with :func:`zoo_bench.results.store.atomic_write`, so a reader never sees a partial PNG.
     """
     import matplotlib
 

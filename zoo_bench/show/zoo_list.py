@@ -9,9 +9,9 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass
 
-from .backend import BackboneSpec
-from .errors import ZooBenchError
-from .plugins import Registry
+from ..backend import BackboneSpec
+from ..errors import ZooBenchError
+from ..plugins import Registry
 
 MAX_COUNTED = 60  # parameter counts for listings of at most this many backbones
 

@@ -9,8 +9,8 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from .results import row_labels
-from .stats import estimate
+from ..results.stats import estimate
+from ..results.store import row_labels
 
 
 def accuracy_plot(df: pd.DataFrame, path: Path, title: str) -> Path | None:
@@ -514,7 +514,7 @@ def plot_run(df: pd.DataFrame, out_dir: Path, title: str, classes: list[str] | N
     """Every plot into ``out_dir``; a plot with nothing to draw is left out.
 
     ``classes``: the run's class names (``run.json``'s ``classes``); without them no confusion matrix is drawn.
-    ``evidence``: the run's paired evidence (:func:`zoo_bench.evidence.analyse`), for ``versus.png``.
+    ``evidence``: the run's paired evidence (:func:`zoo_bench.results.evidence.analyse`), for ``versus.png``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = [accuracy_plot(df, out_dir / "accuracy.png", title), time_plot(df, out_dir / "epoch_time.png", title),

@@ -11,10 +11,12 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .backend import EpochStats
-from .trial import Trial
-from .results import row_labels
-from .stats import estimate, format_accuracy, format_estimate
+from ..backend import EpochStats
+from ..plan.trial import Trial
+from ..results.evidence import format_p, table_frames
+from ..results.selection import format_chosen
+from ..results.stats import estimate, format_accuracy, format_estimate
+from ..results.store import row_labels
 
 CAPTION = ("test accuracy and time per epoch (median after the first): mean ± half-width of the 95% "
            "confidence interval over seeds (Student t), n seeds; a cell of one seed: accuracy \\[low, high] (1 "
@@ -118,8 +120,6 @@ def _fmt_cell(group: pd.DataFrame) -> str:
 
 def _fmt_tuning(ok: pd.DataFrame) -> str:
     """The chosen values, how many configurations were tried, and what tuning cost next to the chosen trial."""
-    from .selection import format_chosen
-
     tried = int(ok["configs_tried"].max())
     tuning = float(ok["tuning_time_s"].astype(float).mean())
     chosen = float(ok["chosen_time_s"].astype(float).mean())
@@ -229,11 +229,9 @@ def print_tables(df: pd.DataFrame, title: str = "", selection: dict[str, Any] | 
                  show_all: bool = False, evidence: Any = None,
                  frames: list[tuple[str, pd.DataFrame]] | None = None) -> None:
     """The run's tables. A run with ``[select]`` shows its defaults and its tuned choice (``show_all``: every
-    configuration); ``evidence`` (:func:`zoo_bench.evidence.analyse`) adds what to use under them.
-    ``frames``: :func:`zoo_bench.evidence.table_frames` of ``df`` where the caller has them already."""
+    configuration); ``evidence`` (:func:`zoo_bench.results.evidence.analyse`) adds what to use under them.
+    ``frames``: :func:`zoo_bench.results.evidence.table_frames` of ``df`` where the caller has them already."""
     if selection and not show_all:
-        from .evidence import table_frames
-
         metric = selection.get("metric", "val_accuracy")
         if selection.get("folds"):
             metric = (f"{selection['folds']}-fold cross-validation"
@@ -292,8 +290,6 @@ def print_recommendations(evidence: Any) -> None:
 
 
 def _p_text(p: float | None) -> str:
-    from .evidence import format_p
-
     return format_p(p).replace("p=", "").replace("p<", "<").replace("p -", "-")
 
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import SuiteError, ZooBenchError
+from ..errors import SuiteError, ZooBenchError
+from ..params import quiet_defaults
+from ..plugins import Registry
 from .gates import Gate
-from .plugins import Registry
-from .params import quiet_defaults
 
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda", "mps")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # comparing two runs reads run.json only: no plugins loaded
-    from .plugins import Registry
+    from ..plugins import Registry
     from .suite import Suite
 
 

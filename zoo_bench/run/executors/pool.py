@@ -19,8 +19,8 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any, Iterator
 
-from ..dataset import Listing
-from ..errors import TrialCrashedError
+from ...dataset import Listing
+from ...errors import TrialCrashedError
 from ..trials import Events, TrialResult
 from .base import Executor, Unit, error_result
 from .worker import WorkerSetup, forward_event, run_unit, setup_error_line, worker_env, worker_setup

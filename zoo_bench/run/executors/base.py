@@ -13,8 +13,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ..trial import Trial
-from ..results import now_iso
+from ...plan.trial import Trial
+from ...results.store import now_iso
 from ..trials import TrialResult, TrialRunner, trial_row
 
 Sweeps = dict[str, tuple[dict[str, Any], ...]]

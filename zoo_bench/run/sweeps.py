@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Hashable
 
-from .params import params_key
-from .trial import Trial
+from ..params import params_key
+from ..plan.trial import Trial
 
 
 def strategy_sweep_params(registry: Any) -> dict[str, tuple[str, ...]]:

@@ -17,11 +17,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UsageError
-from .gates import DEFAULT_GATES, METRICS, Gate
-from .providers import latest_providers, provider_changes
-from .results import RunStore, now_iso
+from ..errors import UsageError
+from ..params import id_params, quiet_defaults, with_defaults
+from ..plan.gates import DEFAULT_GATES, METRICS, Gate
+from ..plan.providers import latest_providers, provider_changes
+from ..plan.trial import strategy_label
+from .selection import tuned_rows
 from .stats import Estimate, estimate
+from .store import now_iso, RunStore, to_dataframe
 
 BASELINE_FIELDS = ("trial_id", "backend", "backbone", "strategy", "params", "size_per_class", "seed", "status",
                    "error", "test_accuracy", "val_accuracy", "val_loss", "val_balanced_accuracy", "test_loss",
@@ -111,8 +114,6 @@ def canonical_config(row: dict[str, Any], strategies: dict[str, Any] | None) -> 
     cls = (strategies or {}).get(row.get("strategy"))
     if cls is None or not isinstance(row.get("params"), dict) or row["trial_id"].startswith("tuned:"):
         return config_id(row["trial_id"])
-    from .trial import strategy_label
-    from .params import id_params, quiet_defaults, with_defaults
 
     specs = cls.param_specs()
     renamed = getattr(cls, "renamed_params", {}) or {}
@@ -131,8 +132,6 @@ def with_tuned(side: Side) -> list[dict[str, Any]]:
     """A side's rows plus, for a run with [select], its chosen trials as ``tuned:...`` rows (one per seed)."""
     if not side.selection:
         return side.rows
-    from .results import to_dataframe
-    from .selection import tuned_rows
 
     chosen = tuned_rows(to_dataframe(side.rows), side.selection)
     extra = [] if chosen.empty else [

@@ -26,7 +26,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ..errors import UsageError
+from ...errors import UsageError
 from ..trials import Events, TrialResult
 from .base import Executor, Unit, error_result
 from .worker import WorkerSetup, forward_event, run_unit, setup_error_line, worker_env, worker_setup
