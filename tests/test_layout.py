@@ -162,9 +162,13 @@ def resolve(dotted: str):
 
 
 def test_every_dotted_path_the_readmes_name_imports():
+    from zoo_bench._moved import MOVED
+
     named = sorted({m for path in READMES for m in DOTTED.findall(path.read_text())})
     assert "zoo_bench.results.load_run" in named and len(named) >= 10
-    for dotted in named:
+    old = [m for m in named if m in MOVED]  # named as old names (README "The code"): imported below, with a warning
+    assert set(old) <= {".".join(n.split(".")[:3]) for n in OLD_NAMES} | set(MOVED)
+    for dotted in (m for m in named if m not in MOVED):
         with warnings.catch_warnings():
             warnings.simplefilter("error", DeprecationWarning)  # the READMEs name today's homes
             resolve(dotted)

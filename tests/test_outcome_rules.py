@@ -8,6 +8,7 @@ from conftest import TINY_SUITE, run_inprocess, write_suite
 from zoo_bench import EpochStats, Outcome, SuiteError
 from zoo_bench.outcome_rules import outcome_problems
 from zoo_bench.plugins import load_plugins
+from zoo_bench.results import fields
 from zoo_bench.plan.suite import parse_suite
 from zoo_bench.testing import check_plugin
 
@@ -71,6 +72,7 @@ lr = [0.1, 0.2]
     for r in store.rows():
         rows.setdefault(r["strategy"], r)
     plugin = "plugin 'broken_strategies' (in-process)"
+    assert all(set(r) == set(fields.NAMES) for r in store.rows())  # error rows carry every field too
     assert rows["constant"]["status"] == "ok"
     assert rows["class_seven"]["status"] == "error" and rows["class_seven"]["error"] == (
         f"strategy 'class_seven' from {plugin} broke the Outcome contract: test_pred has class 7 (16 of 16 "

@@ -22,16 +22,11 @@ from ..params import id_params, quiet_defaults, with_defaults
 from ..plan.gates import DEFAULT_GATES, METRICS, Gate
 from ..plan.providers import latest_providers, provider_changes
 from ..plan.trial import strategy_label
+from .fields import BASELINE_FIELDS
 from .selection import tuned_rows
 from .stats import Estimate, estimate
-from .store import now_iso, RunStore, to_dataframe
+from .store import RunStore, now_iso, to_dataframe
 
-BASELINE_FIELDS = ("trial_id", "backend", "backbone", "strategy", "params", "size_per_class", "seed", "status",
-                   "error", "test_accuracy", "val_accuracy", "val_loss", "val_balanced_accuracy", "test_loss",
-                   "test_balanced_accuracy", "test_macro_f1", "best_epoch", "wall_s", "epochs", "epoch_time_s", "first_epoch_s",
-                   "head_epoch_time_s", "feature_time_s", "train_images_per_s", "peak_memory_mb",
-                   "trainable_params", "total_params", "device", "device_name", "precision", "image_size",
-                   "worker_threads")
 
 
 class CompareInputError(UsageError):

@@ -21,15 +21,9 @@ import pandas as pd
 
 from ..errors import UsageError
 from ..plan.trial import strategy_label
+from .fields import NAMES
 
-COLUMNS = [
-    "trial_id", "backend", "backbone", "strategy", "params", "size_per_class", "seed", "refit", "status", "error",
-    "test_accuracy", "val_accuracy", "epochs", "epoch_time_s", "first_epoch_s", "head_epoch_time_s",
-    "feature_time_s", "cut", "cut_time_s", "train_time_s", "train_images_per_s", "data_wait_fraction", "peak_memory_mb", "trainable_params",
-    "total_params", "batch_size", "diverged_epoch", "skipped_images", "train_images", "val_images", "test_images", "augmentation", "image_size", "crop_pct",
-    "crop_mode", "interpolation", "weights", "device",
-    "device_name", "precision", "wall_s", "finished_at",
-]
+COLUMNS = list(NAMES)  # every documented field, in the order results/README.md lists them
 
 
 FINISHED = ("ok", "diverged")  # final outcomes, skipped on resume; "error" rows are retried

@@ -32,6 +32,7 @@ from ..plan import sampling
 from ..plan.suite import Suite
 from ..plan.trial import Trial
 from ..plugins import Registry
+from ..results.fields import blank_row
 from ..results.store import atomic_write, now_iso
 from ..strategy import Outcome
 from . import saved_models
@@ -96,11 +97,11 @@ def summarise_epochs(epochs: list[EpochStats]) -> dict[str, Any]:
 
 
 def trial_row(trial: Trial) -> dict[str, Any]:
-    """The identifying fields every row starts with."""
-    return {"trial_id": trial.id, "backend": trial.backend, "backbone": trial.backbone, "strategy": trial.strategy,
-            "params": trial.param_dict, "size_per_class": trial.size, "seed": trial.seed, "refit": trial.refit,
-            "status": "error",
-            "error": None, "diverged_epoch": None}
+    """What every row starts with: every documented field (``zoo_bench.results.fields``), the trial's
+    identity filled in, an error until the trial says otherwise."""
+    return {**blank_row(), "trial_id": trial.id, "backend": trial.backend, "backbone": trial.backbone,
+            "strategy": trial.strategy, "params": trial.param_dict, "size_per_class": trial.size, "seed": trial.seed,
+            "refit": trial.refit, "status": "error"}
 
 
 def log_error(run_dir: Path, trial: Trial, text: str) -> None:
