@@ -86,7 +86,7 @@ def test_a_worker_that_cannot_start_fails_its_backbone_at_once_with_the_cause(tm
 
     suite = parse_suite(write_suite(tmp_path, CRASH_SUITE), fault_registry)
     options = RunOptions(data_root=tmp_path, cache_dir=cache_dir, device="cpu")
-    setup = WorkerSetup(suite.path, None, suite.raw, options, list_dataset(suite, fault_registry, options),
+    setup = WorkerSetup(suite, options, list_dataset(suite, fault_registry, options),
                         tmp_path, extra_plugins=("no_such_plugin_module_zb",))
     pool = PoolExecutor(setup, QuietReporter())
     trials = expand(suite)[:2]

@@ -126,6 +126,32 @@ def test_intra_package_imports_are_at_the_top_of_files():
     assert lazy == []
 
 
+CORE = ("plan.", "results.", "run.", "show.", "cli")  # code that runs a grid and reads it, not a strategy
+NOT_STRATEGY_PARAMETERS = {("plan.suite", "backbones")}  # the suite's own key beside a strategy's parameters
+
+
+def parameters_read_by_name(source: str) -> list[tuple[int, str]]:
+    """(line, name) of each ``params["name"]``, ``params.get("name")`` or ``.pop`` on a configuration."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name) and node.value.id in ("params", "p") \
+                and isinstance(node.slice, ast.Constant) and isinstance(node.slice.value, str):
+            found.append((node.lineno, node.slice.value))
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in ("get", "pop") \
+                and isinstance(node.func.value, ast.Name) and node.func.value.id in ("params", "p", "param_dict") \
+                and node.args and isinstance(node.args[0], ast.Constant):
+            found.append((node.lineno, node.args[0].value))
+    return found
+
+
+def test_the_core_reads_a_configuration_only_through_its_strategy():
+    """Pooling, head and augmentation come from ``Strategy.pooling/head/augmentation``, not parameter names."""
+    assert parameters_read_by_name('x = params.get("pooling", "avg") + p["hidden"]') == [(1, "pooling"), (1, "hidden")]
+    read = [f"zoo_bench.{m}:{line} reads parameter {name!r}" for m, path in MODULES.items() if m.startswith(CORE)
+            for line, name in parameters_read_by_name(path.read_text()) if (m, name) not in NOT_STRATEGY_PARAMETERS]
+    assert read == []
+
+
 def test_the_check_sees_an_upward_import_and_a_circle(tmp_path, monkeypatch):
     """The rules above fail on a planted fault (so they are not vacuous)."""
     assert layer_of("run.trials") > layer_of("plan.suite") > layer_of("plugins") > layer_of("backend")

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .backend import EpochStats
+from .augment import Augment
+from .backend import EpochStats, HeadSpec
 from .params import Param, param_specs
 
 if TYPE_CHECKING:
@@ -112,6 +113,24 @@ class Strategy(ABC):
         """Why a configuration has no meaning at a size of the data set (``train_images`` training images
         after the validation split), or None. Such trials are not run; the run says so in one line each."""
         return None
+
+    @classmethod
+    def pooling(cls, params: dict[str, Any]) -> str:
+        """How this configuration pools the base's feature map into features (``"avg"``, ``"max"``,
+        ``"flatten"``): the feature cache's key and a saved model's pooling. Average unless overridden."""
+        return "avg"
+
+    @classmethod
+    def head(cls, params: dict[str, Any]) -> HeadSpec | None:
+        """The head this configuration puts on the base, for a saved model's description; None for a
+        strategy without a network head (a probe's linear map is saved as such)."""
+        return None
+
+    @classmethod
+    def augmentation(cls, params: dict[str, Any]) -> Augment:
+        """What this configuration's training pixels go through (the row's ``augmentation``); nothing
+        unless overridden. zoo-bench reads a configuration only through these methods, never by name."""
+        return Augment()
 
     @abstractmethod
     def run(self, ctx: "TrialContext", params: dict[str, Any]) -> Outcome:

@@ -93,7 +93,15 @@ def linear_outcome(ctx: TrialContext, prep: Preprocessor, coef: np.ndarray, inte
                    linear=prep.linear(coef, intercept))
 
 
-class Svm(Strategy):
+class PoolsFeatures:
+    """A strategy with ``HEAD_PARAMS["pooling"]``: its features are pooled as that parameter says."""
+
+    @classmethod
+    def pooling(cls, params: dict[str, Any]) -> str:
+        return params["pooling"]
+
+
+class Svm(PoolsFeatures, Strategy):
     """Linear SVM (scikit-learn ``LinearSVC``) on globally pooled features of the frozen base."""
 
     name = "svm"
@@ -119,7 +127,7 @@ class Svm(Strategy):
         return linear_outcome(ctx, prep, svc.coef_, svc.intercept_, fit_s, scores_are_logits=False)
 
 
-class LogReg(Strategy):
+class LogReg(PoolsFeatures, Strategy):
     """Multinomial logistic regression with L-BFGS (scikit-learn) on the frozen base's pooled features.
 
     The trials of a sweep over ``C`` share one regularisation path: the first fits every value, from the
@@ -166,7 +174,7 @@ def logreg_path(ctx: TrialContext, configs: list[dict[str, Any]]) -> list[Outcom
     return [linear_outcome(ctx, prep, *fits[i], share, scores_are_logits=True) for i in range(len(configs))]
 
 
-class Knn(Strategy):
+class Knn(PoolsFeatures, Strategy):
     """k nearest neighbours by cosine similarity, votes weighted by ``exp(similarity / temperature)``.
 
     DINOv2's k-NN evaluation: features scaled to unit length, the ``k`` most similar training images,

@@ -20,7 +20,7 @@ from zoo_bench.params import (AUGMENT_PARAMS, EARLY_STOPPING, HEAD_PARAMS, Param
                               momentum, optimizer, schedule_params, weight_decay)
 from zoo_bench.schedules import Schedule
 
-from .probes import PROBES, Svm, frozen_base_params  # noqa: F401  (Svm: its home before the probes had one)
+from .probes import PROBES, PoolsFeatures, Svm, frozen_base_params  # noqa: F401  (Svm: its home before the probes had one)
 
 
 # Default search spaces for `[select] search = "default"`: decade-spaced grids around the defaults,
@@ -140,7 +140,23 @@ def predicted(ctx: TrialContext, model: Any, stats: list[EpochStats], trainable:
                    model_input="features" if features else "pixels")
 
 
-class LastLayer(Strategy):
+class TrainsHead(PoolsFeatures):
+    """A strategy with ``HEAD_PARAMS``: a new head of those hidden layers and dropout, on features pooled so."""
+
+    @classmethod
+    def head(cls, params: dict[str, Any]) -> HeadSpec:
+        return HeadSpec(tuple(params["hidden"]), params["dropout"])
+
+
+class AugmentsPixels:
+    """A strategy with ``augment`` and ``AUGMENT_PARAMS``: its training pixels go through that augmentation."""
+
+    @classmethod
+    def augmentation(cls, params: dict[str, Any]) -> Augment:
+        return Augment.from_params(params)
+
+
+class LastLayer(TrainsHead, Strategy):
     """Frozen base, a new head (pooling, hidden layers, dropout) trained on cached features."""
 
     name = "last_layer"
@@ -174,7 +190,7 @@ def head_fit(p: dict[str, Any]) -> HeadFit:
                    patience=p["patience"])
 
 
-class FrozenPixels(Strategy):
+class FrozenPixels(TrainsHead, AugmentsPixels, Strategy):
     """Frozen base, a new head trained on (augmented) pixels: every epoch runs the base.
 
     ``last_layer`` with augmentation, as the reference articles compare it with cached features; its
@@ -240,7 +256,7 @@ def run_two_phase(ctx: TrialContext, p: dict[str, Any], last_blocks: int | None)
                     stats, monitor, p.get("unfreeze") or (), cache_cut=p.get("cache_cut", False))
 
 
-class LastN(Strategy):
+class LastN(TrainsHead, AugmentsPixels, Strategy):
     """The last ``n`` blocks of the base trainable plus the new head (warmed up on features first)."""
 
     name = "last_n"
@@ -266,7 +282,7 @@ class LastN(Strategy):
         return run_two_phase(ctx, p, p["n"])
 
 
-class Fpt(Strategy):
+class Fpt(TrainsHead, AugmentsPixels, Strategy):
     """Freeze, pretrain the head; then unfreeze everything and fine-tune with SGD at a small rate."""
 
     name = "fpt"
@@ -283,7 +299,7 @@ class Fpt(Strategy):
         return run_two_phase(ctx, p, None)
 
 
-class _WholeNetwork(Strategy):
+class _WholeNetwork(TrainsHead, AugmentsPixels, Strategy):
     """Every layer trainable, from pretrained weights (``full``) or random ones (``scratch``)."""
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:

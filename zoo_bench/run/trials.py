@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..augment import Augment
 from ..backend import Backend, EpochStats
 from ..context import FeatureCache, TrialContext
 from ..dataset import Listing
@@ -34,7 +33,7 @@ from ..plan.trial import Trial
 from ..plugins import Registry
 from ..results.fields import blank_row
 from ..results.store import atomic_write, now_iso
-from ..strategy import Outcome
+from ..strategy import Outcome, Strategy
 from . import saved_models
 from .activation_maps import save_maps
 from .memory import PeakRSS
@@ -209,7 +208,7 @@ class TrialRunner:
                            num_classes=len(self.listing.classes), seed=trial.seed, train=train, val=val,
                            test=hidden_test, feature_cache=self.features, on_epoch=self._on_epoch,
                            sweep=sweep, sweep_key=sweep_key(trial, strategy.sweep_params), head_sweeps=self.head_sweeps)
-        ctx.pooling = params.get("pooling", "avg")
+        ctx.pooling = strategy.pooling(params)
         backend.reset_peak_memory()
         with PeakRSS() as rss:
             cv = (self._cross_validate(trial, strategy, params, ctx, resize)
@@ -229,7 +228,7 @@ class TrialRunner:
         fields["predictions_file"] = write_predictions(self.run_dir, trial, test, outcome, test_scores,
                                                        len(self.listing.classes))
         classifier = _Classifier(ctx, outcome)
-        fields["model_dir"] = (self._save_model(trial, ctx, outcome, classifier, params, resize)
+        fields["model_dir"] = (self._save_model(trial, ctx, outcome, classifier, strategy, params, resize)
                                if self.options.save_models else None)
         fields["activation_maps_file"] = (self._activation_maps(trial, ctx, classifier, test)
                                           if self.options.activation_maps else None)
@@ -244,7 +243,7 @@ class TrialRunner:
             "trainable_params": outcome.trainable_params, "total_params": outcome.total_params,
             "skipped_images": len(train.skipped) + len(val.skipped) + len(test.skipped),
             "train_images": len(train.labels), "val_images": len(val.labels), "test_images": len(test.labels),
-            "augmentation": Augment.from_params(params).describe(),
+            "augmentation": strategy.augmentation(params).describe(),
             "image_size": image_size, "crop_pct": resize.crop_pct, "crop_mode": resize.crop_mode,
             "interpolation": resize.interpolation,
             "mean": list(spec.mean), "std": list(spec.std), "weights": "none" if ctx.random_base else spec.weights, "device": device.kind, "device_name": device.name,
@@ -314,8 +313,9 @@ class TrialRunner:
         return None
 
     def _save_model(self, trial: Trial, ctx: TrialContext, outcome: Outcome, classifier: "_Classifier",
-                    params: dict[str, Any], resize: Any) -> str | None:
+                    strategy: Strategy, params: dict[str, Any], resize: Any) -> str | None:
         """The trial's trained model in ``models/`` (``--save-models``); the path, or None with a note why not."""
+        head = strategy.head(params)
         try:
             model, kind = classifier.model, "classifier"
             if outcome.linear is not None:  # the frozen base it was trained on, and the linear map
@@ -327,8 +327,8 @@ class TrialRunner:
                 "trial_id": trial.id, "backend": trial.backend, "backbone": trial.backbone, "strategy": trial.strategy,
                 "params": trial.param_dict, "classes": list(self.listing.classes), "image_size": ctx.image_size,
                 "resize": dataclasses.asdict(resize), "kind": kind,
-                "head": {"hidden": list(params.get("hidden", [])), "dropout": params.get("dropout", 0.0),
-                         "pooling": params.get("pooling", "avg")},
+                "head": {"hidden": list(head.hidden) if head else [], "dropout": head.dropout if head else 0.0,
+                         "pooling": strategy.pooling(params)},
                 "backend_settings": ctx.backend.device().settings,
             }
             saved_models.save(folder, ctx.backend, model, description, outcome.linear)

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from ...dataset import Listing
 from ...errors import DataError
-from ...plan.suite import parse_suite
+from ...plan.suite import Suite
 from ...plan.trial import Trial
 from ...plugins import IN_PROCESS, load_plugins
 from ..prepare import make_backends
@@ -34,9 +34,7 @@ THREADS_ENV = "ZOO_BENCH_WORKER_THREADS"
 class WorkerSetup:
     """What a worker needs to rebuild the driver's trial runner: all plain, picklable data."""
 
-    suite_path: Path
-    profile: str | None
-    raw: dict[str, Any]
+    suite: Suite  # validated once, by the driver: workers do not read or check the TOML again
     options: Any  # RunOptions
     listing: Listing
     run_dir: Path
@@ -46,7 +44,7 @@ class WorkerSetup:
     cwd: str = ""  # the driver's working folder: relative paths mean the same on every node
 
 
-def worker_setup(suite: Any, registry: Any, options: Any, listing: Listing, run_dir: Path) -> WorkerSetup:
+def worker_setup(suite: Suite, registry: Any, options: Any, listing: Listing, run_dir: Path) -> WorkerSetup:
     """Setup for workers that rebuild this suite (profile already merged) and its in-process plugins."""
     modules = tuple(p.module for p in registry.plugins if p.distribution == IN_PROCESS)
     paths = []
@@ -59,8 +57,7 @@ def worker_setup(suite: Any, registry: Any, options: Any, listing: Listing, run_
         else:  # a namespace package: the folders it spans
             paths += [str(Path(p).parent) for p in getattr(top, "__path__", [])]
     env = tuple((k, v) for k, v in os.environ.items() if k.startswith("ZOO_BENCH_") and k != THREADS_ENV)
-    return WorkerSetup(suite.path, None, suite.raw, options, listing, run_dir, modules, tuple(dict.fromkeys(paths)),
-                       env, os.getcwd())
+    return WorkerSetup(suite, options, listing, run_dir, modules, tuple(dict.fromkeys(paths)), env, os.getcwd())
 
 
 def worker_env(threads: int | None = None, gpu: str | None = None) -> dict[str, str]:
@@ -104,7 +101,7 @@ def build_runner(setup: WorkerSetup, events: Any) -> TrialRunner:
         if folder not in sys.path:
             sys.path.insert(0, folder)
     registry = load_plugins(extra=[importlib.import_module(m) for m in setup.extra_plugins])
-    suite = parse_suite(setup.suite_path, registry, profile=setup.profile, raw=setup.raw)
+    suite = setup.suite
     backends = make_backends(suite, registry, setup.options)
     if THREADS_ENV in os.environ and "torch" in sys.modules:  # OMP_NUM_THREADS set it already; be sure
         sys.modules["torch"].set_num_threads(int(os.environ[THREADS_ENV]))
