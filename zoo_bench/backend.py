@@ -15,14 +15,14 @@ import numpy as np
 
 import math
 
-from .errors import BackendUnavailableError, DivergedError
+from .errors import BackendUnavailableError, DivergedError, ZooBenchError
 from .images import Resize
 from .metrics import cross_entropy
 from .schedules import Schedule
 
 if TYPE_CHECKING:
     from .augment import Augment
-    from .images import Resize
+    from .unfreeze import Parts
 
 
 def cpu_name() -> str:
@@ -205,6 +205,48 @@ def check_finite_loss(loss: float, epoch: int) -> None:
         raise DivergedError(epoch + 1, loss)
 
 
+class EpochBook:
+    """The bookkeeping of one ``fit``'s epochs, written once for every backend.
+
+    A backend's loop trains an epoch its own way, then calls :meth:`end_epoch`, which stops a diverged
+    fit, scores the validation images, records the :class:`EpochStats`, reports it (``on_epoch``) and
+    asks the :class:`Monitor` whether to stop, keeping the best weights where ``restore_best`` wants
+    them; :meth:`finish` restores those weights and returns the epochs' stats. ``snapshot()`` copies
+    the model's weights and ``restore(copy)`` puts them back, in the backend's own terms.
+    """
+
+    def __init__(self, backend: "Backend", model: Any, *, phase: str, epochs: int, batch_size: int,
+                 val: tuple[np.ndarray, np.ndarray] | None, on_epoch: "EpochCallback | None",
+                 monitor: Monitor | None, snapshot: Callable[[], Any], restore: Callable[[Any], None]) -> None:
+        self.backend, self.model, self.phase, self.epochs, self.batch_size = backend, model, phase, epochs, batch_size
+        self.val, self.on_epoch, self.monitor, self.snapshot, self.restore = val, on_epoch, monitor, snapshot, restore
+        self.stats: list[EpochStats] = []
+        self.best = snapshot() if monitor is not None and monitor.start_phase() else None
+
+    def end_epoch(self, epoch: int, *, seconds: float, images: int, train_loss: float, lr: float | None,
+                  data_seconds: float | None = None) -> bool:
+        """Record epoch ``epoch`` (0-based); True when the fit should stop here."""
+        check_finite_loss(train_loss, epoch)
+        val_accuracy, val_loss = self.backend.evaluate(self.model, self.val, self.batch_size)
+        record = EpochStats(phase=self.phase, seconds=seconds, images=images, train_loss=train_loss,
+                            val_accuracy=val_accuracy, val_loss=val_loss, lr=lr, data_seconds=data_seconds)
+        self.stats.append(record)
+        if self.on_epoch is not None:
+            self.on_epoch(epoch, self.epochs, record)
+        if self.monitor is None:
+            return False
+        best, stop = self.monitor.update(val_accuracy, val_loss)
+        if best and self.monitor.restore_best:
+            self.best = self.snapshot()
+        return stop
+
+    def finish(self) -> list[EpochStats]:
+        """The epochs' stats, the best epoch's weights restored where the monitor kept them."""
+        if self.best is not None and self.monitor is not None and self.monitor.best_epoch != self.monitor.epochs_done:
+            self.restore(self.best)
+        return self.stats
+
+
 @dataclass
 class Device:
     """Where a trial runs, as recorded in results."""
@@ -261,6 +303,10 @@ def pooling_kw(pooling: str) -> dict[str, str]:
     return {} if pooling == "avg" else {"pooling": pooling}
 
 
+OPTIONAL_VERBS = ("logits", "fit_heads", "cut", "activations", "unfreeze_units", "set_dropout", "save_weights",
+                  "load_weights", "activation_maps")  # what a backend may lack; Backend.supports says which it has
+
+
 class Backend(ABC):
     """A framework that can build backbones, extract features, train and predict.
 
@@ -306,6 +352,25 @@ class Backend(ABC):
         """Whether a GPU (or other accelerator) this backend can use is present."""
         return False
 
+    def accelerators(self) -> int:
+        """How many accelerators this instance can place work on (``--workers`` defaults to one per GPU);
+        0 on CPU."""
+        return 0
+
+    def supports(self, verb: str) -> bool:
+        """Whether this backend has the optional verb ``verb`` (one of :data:`OPTIONAL_VERBS`).
+
+        By default: whether its class implements the verb. A backend whose ability depends on where it
+        runs (Keras's Grad-CAM, per Keras framework) overrides this. Callers ask before they call, so an
+        error raised inside a verb is never mistaken for the verb being absent.
+        """
+        if verb not in OPTIONAL_VERBS:
+            raise ValueError(f"{verb!r} is not an optional Backend verb (those are {', '.join(OPTIONAL_VERBS)})")
+        return getattr(type(self), verb) is not getattr(Backend, verb)
+
+    def _lacks(self, verb: str) -> ZooBenchError:
+        return ZooBenchError(f"backend {self.name!r} does not implement {verb}() (ask supports({verb!r}) first)")
+
     @abstractmethod
     def device(self) -> Device:
         """The resolved device and precision trials of this backend run with."""
@@ -327,27 +392,31 @@ class Backend(ABC):
         """How many ordered blocks the base has (for ``last_n``)."""
 
     @abstractmethod
-    def features(self, base: Any, images: np.ndarray, batch_size: int) -> np.ndarray:
-        """Globally pooled bottleneck features of a frozen base, in inference mode: float32 (N, D)."""
+    def features(self, base: Any, images: np.ndarray, batch_size: int, pooling: str = "avg") -> np.ndarray:
+        """Bottleneck features of a frozen base for uint8 NHWC images, in inference mode: float32 (N, D),
+        the feature map pooled as ``pooling`` says (one of :attr:`poolings`)."""
 
     @abstractmethod
-    def feature_dim(self, base: Any) -> int:
-        """Width of the pooled features."""
+    def feature_dim(self, base: Any, pooling: str = "avg") -> int:
+        """Width of the features :meth:`features` gives under ``pooling``."""
 
     @abstractmethod
     def new_head(self, in_features: int, num_classes: int, head: HeadSpec) -> Any:
         """A freshly initialised head that maps pooled features to class logits."""
 
     @abstractmethod
-    def attach(self, base: Any, head: Any) -> Any:
-        """A classifier of images: base, global pooling, then ``head`` (its weights kept)."""
+    def attach(self, base: Any, head: Any, pooling: str = "avg") -> Any:
+        """A classifier of images: base, ``pooling``, then ``head`` (its weights kept)."""
 
     @abstractmethod
-    def set_trainable(self, model: Any, last_blocks: int | None, bn_inference: bool) -> None:
+    def set_trainable(self, model: Any, last_blocks: int | None, bn_inference: bool,
+                      parts: "Parts | None" = None) -> None:
         """Make the head and the last ``last_blocks`` blocks of the base trainable (None: all).
 
         Frozen blocks always run BatchNorm in inference mode; ``bn_inference`` keeps every
-        BatchNorm of the base in inference mode even where its block is trainable.
+        BatchNorm of the base in inference mode even where its block is trainable. ``parts`` (only where
+        the backend ``supports("unfreeze_units")``): exactly those blocks and layers, instead of
+        ``last_blocks``.
         """
 
     def unfreeze_units(self, base: Any) -> tuple[list[str], list[str]]:
@@ -356,21 +425,21 @@ class Backend(ABC):
         A backend that implements it accepts ``set_trainable(model, None, True, parts=Parts(...))``:
         exactly those blocks and layers trainable, with the head, every BatchNorm in inference mode.
         """
-        raise NotImplementedError
+        raise self._lacks('unfreeze_units')
 
     def save_weights(self, model: Any, folder: "Path") -> list[str]:
         """Write a model's weights (a classifier, or a base alone) into ``folder`` in a weights-only
         format that loading cannot turn into code; the file names written (optional verb, ``--save-models``)."""
-        raise NotImplementedError
+        raise self._lacks('save_weights')
 
     def load_weights(self, model: Any, folder: "Path") -> None:
         """Load what :meth:`save_weights` wrote into a model built the same way; a mismatch is refused."""
-        raise NotImplementedError
+        raise self._lacks('load_weights')
 
     def activation_maps(self, model: Any, images: np.ndarray, classes: Any = None) -> tuple[np.ndarray, np.ndarray]:
         """Grad-CAM maps ``(N, H, W)`` in [0, 1] of a classifier for uint8 NHWC images, and the explained
         classes (None: each image's predicted class) (optional verb, ``--activation-maps``)."""
-        raise NotImplementedError
+        raise self._lacks('activation_maps')
 
     def cut(self, model: Any) -> Cut | None:
         """Split a classifier below its first trainable block (optional verb; ``last_n``'s fine-tuning).
@@ -386,7 +455,7 @@ class Backend(ABC):
     def activations(self, lower: Any, images: np.ndarray, batch_size: int, flip: bool = False) -> np.ndarray:
         """Activations of ``Cut.lower`` for uint8 NHWC images (mirrored left-right first with ``flip``),
         float32 ``(N, *Cut.shape)``."""
-        raise NotImplementedError
+        raise self._lacks('activations')
 
     def set_dropout(self, model: Any, rate: float) -> int:
         """Set every dropout layer of ``model`` (a head) to ``rate``; the number changed (optional verb).
@@ -394,7 +463,7 @@ class Backend(ABC):
         Two-phase strategies raise or lower the head's dropout for fine-tuning (``finetune_dropout``).
         A model without a dropout layer is refused in one line.
         """
-        raise NotImplementedError
+        raise self._lacks('set_dropout')
 
     @abstractmethod
     def fit(
@@ -434,7 +503,7 @@ class Backend(ABC):
         cost once. ``on_epoch`` reports the first head's epochs. A head whose loss stops being
         finite stops there (``diverged_epoch``) without stopping the others.
         """
-        raise NotImplementedError
+        raise self._lacks('fit_heads')
 
     @abstractmethod
     def recalibrate_batchnorm(self, model: Any, x: np.ndarray, batch_size: int) -> None:
@@ -453,17 +522,16 @@ class Backend(ABC):
 
         Optional for third-party backends; without it a row has no test or validation loss.
         """
-        raise NotImplementedError
+        raise self._lacks('logits')
 
     def evaluate(self, model: Any, val: tuple[np.ndarray, np.ndarray] | None, batch_size: int
                  ) -> tuple[float | None, float | None]:
         """Validation accuracy and mean cross-entropy of a model (loss None without :meth:`logits`)."""
         if val is None or not len(val[1]):
             return None, None
-        try:
-            scores = self.logits(model, val[0], batch_size)
-        except NotImplementedError:
+        if not self.supports("logits"):
             return float((self.predict(model, val[0], batch_size) == val[1]).mean()), None
+        scores = self.logits(model, val[0], batch_size)
         return float((scores.argmax(axis=1) == val[1]).mean()), cross_entropy(scores, val[1])
 
     @abstractmethod

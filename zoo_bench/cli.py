@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
+from .backend import Backend
 from .errors import DataError, PluginError, SuiteError, UsageError, ZooBenchError
 from .plan.grid import expand
 from .plan.suite import Suite, parse_suite, profile_names, read_toml
@@ -224,15 +225,8 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def _visible_gpus(backends: dict) -> int:
-    """CUDA GPUs torch sees, where a torch backend runs on CUDA (0 otherwise)."""
-    from .backend import Backend
-
-    torch_backend = backends.get("torch")
-    if isinstance(torch_backend, Backend) and torch_backend.device().kind == "cuda":
-        import torch
-
-        return torch.cuda.device_count()
-    return 0
+    """The accelerators the run's backends can use (each backend counts its own framework's)."""
+    return max((b.accelerators() for b in backends.values() if isinstance(b, Backend)), default=0)
 
 
 def _check_executor_args(args: argparse.Namespace) -> list[str] | None:
@@ -263,7 +257,6 @@ def _executor(args: argparse.Namespace, prepared, reporter):
     A pool of one worker is ``--isolation on``; ``auto`` uses one worker per visible GPU where a GPU
     is used, and this process on a CPU-only machine.
     """
-    from .backend import Backend
     from .run.executors import PoolExecutor, make_units
     from .run.sweeps import group_sweeps, strategy_sweep_params
 

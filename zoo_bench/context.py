@@ -182,10 +182,9 @@ class TrialContext:
 
     def predict(self, model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Predicted classes and class scores (logits) of a model; scores are None where the backend has none."""
-        try:
-            scores = self.backend.logits(model, x, self.batch_size)
-        except NotImplementedError:
+        if not self.backend.supports("logits"):
             return self.backend.predict(model, x, self.batch_size), None
+        scores = self.backend.logits(model, x, self.batch_size)
         if not len(scores):
             return np.zeros(0, np.int64), np.zeros((0, self.num_classes), np.float32)
         return scores.argmax(axis=1).astype(np.int64), scores
@@ -294,8 +293,8 @@ class TrialContext:
         """This trial's head on cached features, trained together with its sweep's heads.
 
         ``fit_of`` maps a trial's parameters to its :class:`HeadFit`. The first trial of a sweep trains
-        every pending head in one :meth:`Backend.fit_heads` call and leaves the others theirs; raises
-        NotImplementedError where the backend has no ``fit_heads`` (the strategy then fits alone).
+        every pending head in one :meth:`Backend.fit_heads` call and leaves the others theirs; needs
+        a backend that ``supports("fit_heads")`` (a strategy fits alone elsewhere).
         """
         return self.sweep_together(params, lambda configs: self.backend.fit_heads(
             self.features("train"), self.train.labels, [fit_of(q) for q in configs], num_classes=self.num_classes,

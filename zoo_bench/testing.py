@@ -153,14 +153,13 @@ def check_backbone(backend_cls: type, spec: BackboneSpec, report: ContractReport
             if pred.dtype != np.int64 or pred.shape != (len(x),) or not ((pred >= 0) & (pred < CLASSES)).all():
                 report.fail(subject, f"predict gave {pred.dtype} {pred.shape}, expected int64 ({len(x)},) "
                                      f"in 0..{CLASSES - 1}")
-        try:
-            logits = backend.logits(model, x, 4)
-            if np.asarray(logits).shape != (len(x), CLASSES):
-                report.fail(subject, f"logits shape is {np.asarray(logits).shape}, expected {(len(x), CLASSES)}")
-        except NotImplementedError:
-            pass
-        except Exception as exc:
-            report.fail(subject, f"logits raised {type(exc).__name__}: {str(exc)[:200]}")
+        if backend.supports("logits"):
+            try:
+                logits = backend.logits(model, x, 4)
+                if np.asarray(logits).shape != (len(x), CLASSES):
+                    report.fail(subject, f"logits shape is {np.asarray(logits).shape}, expected {(len(x), CLASSES)}")
+            except Exception as exc:
+                report.fail(subject, f"logits raised {type(exc).__name__}: {str(exc)[:200]}")
         twin = _guard(report, subject, "the same fit again", lambda: fitted(0, 0))
         if twin is not None and pred is not None:
             if not np.array_equal(np.asarray(backend.predict(twin[1], x, 4)), pred):

@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from zoo_bench.augment import TERMS
-from zoo_bench.backend import check_finite_loss, cpu_name
+from zoo_bench.backend import EpochBook, cpu_name
 from zoo_bench import ZooBenchError
-from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, Device, EpochStats, HeadSpec, OptimizerSpec
+from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, Device, HeadSpec, OptimizerSpec
 
 INSTALL = "pip install 'zoo-bench[keras]'"
 FRAMEWORK_PACKAGE = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
@@ -291,6 +291,15 @@ class KerasBackend(Backend):
             except (ValueError, KeyError, OSError) as exc:
                 raise ZooBenchError(f"{folder / name}: does not fit the rebuilt model ({exc})".splitlines()[0]) from None
 
+    def supports(self, verb: str) -> bool:
+        if verb == "activation_maps":  # Grad-CAM takes gradients through Keras's framework: TensorFlow or JAX
+            import keras
+
+            from .gradcam import GRADIENTS
+
+            return keras.backend.backend() in GRADIENTS
+        return super().supports(verb)
+
     def activation_maps(self, model: Any, images: np.ndarray, classes: Any = None) -> tuple[np.ndarray, np.ndarray]:
         from .gradcam import grad_cam
 
@@ -334,9 +343,9 @@ class KerasBackend(Backend):
         train_model.compile(optimizer=self._optimizer(optimizer),
                             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                             steps_per_execution=steps)
-        backend = self
-        stats: list[EpochStats] = []
-        best = {"weights": train_model.get_weights() if monitor is not None and monitor.start_phase() else None}
+        book = EpochBook(self, model, phase="images" if images else "features", epochs=epochs, batch_size=batch_size,
+                         val=val, on_epoch=on_epoch, monitor=monitor, snapshot=train_model.get_weights,
+                         restore=train_model.set_weights)
 
         class EpochTimer(keras.callbacks.Callback):
             def on_epoch_begin(self, epoch, logs=None):
@@ -344,21 +353,10 @@ class KerasBackend(Backend):
 
             def on_epoch_end(self, epoch, logs=None):
                 seconds = time.perf_counter() - self.start
-                val_acc, val_loss = backend.evaluate(model, val, batch_size)
-                loss = float((logs or {}).get("loss", float("nan")))
-                check_finite_loss(loss, epoch)
-                record = EpochStats(phase="images" if images else "features", seconds=seconds, images=len(y),
-                                    train_loss=loss, val_accuracy=val_acc, val_loss=val_loss,
-                                    lr=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
-                stats.append(record)
-                if on_epoch is not None:
-                    on_epoch(epoch, epochs, record)
-                if monitor is not None:
-                    improved, stop = monitor.update(val_acc, val_loss)
-                    if improved and monitor.restore_best:
-                        best["weights"] = train_model.get_weights()
-                    if stop:
-                        self.model.stop_training = True
+                if book.end_epoch(epoch, seconds=seconds, images=len(y),
+                                  train_loss=float((logs or {}).get("loss", float("nan"))),
+                                  lr=float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))):
+                    self.model.stop_training = True
 
         callbacks = [keras.callbacks.LearningRateScheduler(lambda epoch, _lr: optimizer.lr_at(epoch, epochs)),
                      EpochTimer()]
@@ -368,9 +366,7 @@ class KerasBackend(Backend):
         else:
             train_model.fit(x.astype(np.float32), y, batch_size=batch_size, epochs=epochs, shuffle=True, verbose=0,
                             callbacks=callbacks)
-        if best["weights"] is not None and monitor.best_epoch != monitor.epochs_done:
-            train_model.set_weights(best["weights"])
-        return stats
+        return book.finish()
 
     def _inference_model(self, model: Any) -> Any:
         if isinstance(model, KerasClassifier):

@@ -116,10 +116,9 @@ def train_above_cut(ctx: TrialContext, cut: Cut, epochs: int, optimizer: Optimiz
 
 def unfreeze_parts(ctx: TrialContext, base: Any, entries: list[str]) -> Parts:
     """``unfreeze`` resolved against this backbone's blocks and layers in this backend."""
-    try:
-        blocks, layers = ctx.backend.unfreeze_units(base)
-    except NotImplementedError:
-        raise ZooBenchError(f"backend {ctx.backend.name!r} cannot unfreeze named blocks or layers; use n") from None
+    if not ctx.backend.supports("unfreeze_units"):
+        raise ZooBenchError(f"backend {ctx.backend.name!r} cannot unfreeze named blocks or layers; use n")
+    blocks, layers = ctx.backend.unfreeze_units(base)
     return resolve(list(entries), blocks, layers, ctx.spec.name)
 
 
@@ -171,11 +170,10 @@ class LastLayer(TrainsHead, Strategy):
 
     def run(self, ctx: TrialContext, p: dict[str, Any]) -> Outcome:
         monitor = monitor_for(p)
-        try:
-            result = ctx.train_heads(p, head_fit, p["epochs"])
-        except NotImplementedError:  # a backend without fit_heads: this head alone
+        if not ctx.backend.supports("fit_heads"):  # this head alone
             head, stats = train_head(ctx, p, p["epochs"], head_optimizer(p), p["epochs"], monitor, "train")
         else:
+            result = ctx.train_heads(p, head_fit, p["epochs"])
             if result.diverged_epoch is not None:
                 raise DivergedError(result.diverged_epoch, result.diverged_loss)
             head, stats = result.head, tag(result.epochs, "train")

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo_bench.backend import check_finite_loss, cpu_name
+from zoo_bench.backend import EpochBook, cpu_name
 from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, ZooBenchError, Device, EpochStats, HeadSpec, OptimizerSpec
 from zoo_bench.augment import TERMS
 from zoo_bench.backend import HeadFit, HeadFitResult
@@ -96,6 +96,9 @@ class TorchBackend(Backend):
         import torch
 
         return bool(torch.cuda.is_available() or (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()))
+
+    def accelerators(self) -> int:
+        return self.torch.cuda.device_count() if self.device().kind == "cuda" else 0
 
     def _resolve_device(self, requested: str):
         torch = self.torch
@@ -388,8 +391,8 @@ class TorchBackend(Backend):
         net = model
         if self.compile and images:  # compiled on the first step: the first epoch carries the compile time
             net = torch.compile(model)
-        best_weights = self._weights(model) if monitor is not None and monitor.start_phase() else None
-        stats: list[EpochStats] = []
+        book = EpochBook(self, model, phase=phase, epochs=epochs, batch_size=batch_size, val=val, on_epoch=on_epoch,
+                         monitor=monitor, snapshot=lambda: self._weights(model), restore=model.load_state_dict)
         for epoch in range(epochs):
             order = self._rng.permutation(n)
             if views is not None:
@@ -429,24 +432,12 @@ class TorchBackend(Backend):
             self._sync()
             seconds = time.perf_counter() - start
             mean_loss = float(total_loss.item() / max(seen, 1))
-            check_finite_loss(mean_loss, epoch)
-            val_acc, val_loss = self.evaluate(model, val, batch_size)
-            record = EpochStats(phase=phase, seconds=seconds, images=seen, train_loss=mean_loss,
-                                val_accuracy=val_acc, val_loss=val_loss, lr=float(opt.param_groups[0]["lr"]),
-                                data_seconds=data_seconds)
-            stats.append(record)
+            stop = book.end_epoch(epoch, seconds=seconds, images=seen, train_loss=mean_loss,
+                                  lr=float(opt.param_groups[0]["lr"]), data_seconds=data_seconds)
             scheduler.step()
-            if on_epoch is not None:
-                on_epoch(epoch, epochs, record)
-            if monitor is not None:
-                best, stop = monitor.update(val_acc, val_loss)
-                if best and monitor.restore_best:
-                    best_weights = self._weights(model)
-                if stop:
-                    break
-        if best_weights is not None and monitor.best_epoch != monitor.epochs_done:
-            model.load_state_dict(best_weights)
-        return stats
+            if stop:
+                break
+        return book.finish()
 
     def fit_heads(self, x, y, fits: list[HeadFit], *, num_classes, epochs, batch_size, seed, val=None,
                   on_epoch=None) -> list[HeadFitResult]:

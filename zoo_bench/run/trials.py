@@ -292,6 +292,9 @@ class TrialRunner:
     def _activation_maps(self, trial: Trial, ctx: TrialContext, classifier: "_Classifier", test: Any) -> str | None:
         """Grad-CAM of the first test images of each class, as one PNG in ``activation_maps/``; None with a note
         where the trial has no network to explain (an SVM) or the backend cannot."""
+        if not ctx.backend.supports("activation_maps"):
+            self.events.note(trial, f"no activation maps: backend {trial.backend!r} cannot compute them")
+            return None
         try:
             model = classifier.model
             if model is None:
@@ -306,8 +309,6 @@ class TrialRunner:
                       title=f"{trial.backbone} {trial.strategy} n={trial.size} seed={trial.seed}: "
                             "true -> predicted class, Grad-CAM of the predicted class")
             return f"activation_maps/{name}.png"
-        except NotImplementedError:
-            self.events.note(trial, f"no activation maps: backend {trial.backend!r} cannot compute them")
         except Exception as exc:  # the trial's result stands
             self.events.note(trial, f"no activation maps: {one_line(exc)}")
         return None
@@ -316,6 +317,9 @@ class TrialRunner:
                     strategy: Strategy, params: dict[str, Any], resize: Any) -> str | None:
         """The trial's trained model in ``models/`` (``--save-models``); the path, or None with a note why not."""
         head = strategy.head(params)
+        if not ctx.backend.supports("save_weights"):
+            self.events.note(trial, f"model not saved: backend {trial.backend!r} cannot save weights")
+            return None
         try:
             model, kind = classifier.model, "classifier"
             if outcome.linear is not None:  # the frozen base it was trained on, and the linear map
@@ -333,8 +337,6 @@ class TrialRunner:
             }
             saved_models.save(folder, ctx.backend, model, description, outcome.linear)
             return f"{saved_models.FOLDER}/{folder.name}"
-        except NotImplementedError:
-            self.events.note(trial, f"model not saved: backend {trial.backend!r} cannot save weights")
         except Exception as exc:  # the trial's result stands; the model is missing and said so
             self.events.note(trial, f"model not saved: {one_line(exc)}")
         return None
