@@ -205,6 +205,21 @@ def check_finite_loss(loss: float, epoch: int) -> None:
         raise DivergedError(epoch + 1, loss)
 
 
+FIT_INPUTS = ("images", "features", "cut")  # what ``Backend.fit`` trains on (EpochStats.phase records it)
+
+
+def fit_inputs(x: Any, inputs: str | None) -> str:
+    """The kind of ``fit``'s ``x``: ``inputs`` where the caller says it; otherwise read off ``x`` (uint8:
+    images; a :class:`CutViews` or a float array of more than two axes: activations at a cut; else features)."""
+    if inputs is not None:
+        if inputs not in FIT_INPUTS:
+            raise ValueError(f"fit(inputs={inputs!r}): expected one of {', '.join(FIT_INPUTS)}")
+        return inputs
+    if isinstance(x, CutViews):
+        return "cut"
+    return "images" if x.dtype == np.uint8 else ("cut" if x.ndim > 2 else "features")
+
+
 class EpochBook:
     """The bookkeeping of one ``fit``'s epochs, written once for every backend.
 
@@ -475,12 +490,18 @@ class Backend(ABC):
         epochs: int,
         optimizer: OptimizerSpec,
         batch_size: int,
+        inputs: str | None = None,
         val: tuple[np.ndarray, np.ndarray] | None = None,
         augment: "bool | Augment" = False,
         on_epoch: EpochCallback | None = None,
         monitor: Monitor | None = None,
     ) -> list[EpochStats]:
-        """Train ``model`` (a head on features, or a classifier on uint8 images); one stat per epoch.
+        """Train ``model``; one stat per epoch (count them with an :class:`EpochBook`).
+
+        ``inputs`` (one of :data:`FIT_INPUTS`) says what ``x`` is: ``"images"``, uint8 NHWC pixels for a
+        classifier; ``"features"``, float32 ``(N, D)`` for a head; ``"cut"``, activations at a :class:`Cut`
+        (an array, or :class:`CutViews`) for its upper part. Strategies always say it; :func:`fit_inputs`
+        reads it off ``x`` for callers that do not.
 
         ``augment`` (pixels only) is an :class:`zoo_bench.augment.Augment` whose terms are all in
         :attr:`augmentations` (``True`` is a flip, from callers written before the vocabulary).

@@ -134,7 +134,7 @@ def check_backbone(backend_cls: type, spec: BackboneSpec, report: ContractReport
         backend.set_trainable(model, last_blocks, bn_inference=False)
         counts = backend.count_params(model)
         backend.seed(seed)
-        backend.fit(model, x, y, epochs=1, optimizer=OptimizerSpec("sgd", 0.05), batch_size=4)
+        backend.fit(model, x, y, inputs="images", epochs=1, optimizer=OptimizerSpec("sgd", 0.05), batch_size=4)
         return b, model, np.asarray(counts)
 
     frozen = _guard(report, subject, "fit with last_blocks=0", lambda: fitted(0, 0))

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from zoo_bench.augment import TERMS
-from zoo_bench.backend import EpochBook, cpu_name
+from zoo_bench.backend import EpochBook, cpu_name, fit_inputs
 from zoo_bench import ZooBenchError
 from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, Device, HeadSpec, OptimizerSpec
 
@@ -329,12 +329,15 @@ class KerasBackend(Backend):
             return opt.RMSprop(learning_rate=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay or None)
         raise ValueError(f"unknown optimizer {spec.name!r} (allowed: adam, sgd, rmsprop)")
 
-    def fit(self, model, x, y, *, epochs, optimizer, batch_size, val=None, augment=False, on_epoch=None,
+    def fit(self, model, x, y, *, epochs, optimizer, batch_size, inputs=None, val=None, augment=False, on_epoch=None,
             monitor=None):
         from zoo_bench.augment import Augment
 
         keras = self.keras
-        images = x.dtype == np.uint8
+        kind = fit_inputs(x, inputs)
+        if kind == "cut":  # this backend has no cut (supports("cut") is False): nothing asks it to
+            raise ZooBenchError("the keras backend trains on images or features, not on activations at a cut")
+        images = kind == "images"
         aug = augment if isinstance(augment, Augment) else Augment(flip=bool(augment))
         train_model = self._training_model(model, aug if images else Augment())
         # Features on TensorFlow: a whole epoch runs as one call (see _feature_batches); same steps, same results.

@@ -57,7 +57,7 @@ def train_head(ctx: TrialContext, p: dict[str, Any], epochs: int, opt: Optimizer
     x = ctx.features("train")
     head = ctx.new_head(x.shape[1], p["hidden"], p["dropout"])
     stats = ctx.backend.fit(
-        head, x, ctx.train.labels, epochs=epochs, optimizer=opt, batch_size=ctx.batch_size,
+        head, x, ctx.train.labels, inputs="features", epochs=epochs, optimizer=opt, batch_size=ctx.batch_size,
         val=ctx.val_data(features=True), on_epoch=ctx.epoch_callback(0, total_epochs), monitor=monitor,
     )
     return head, tag(stats, stage)
@@ -68,7 +68,7 @@ def train_images(ctx: TrialContext, model: Any, epochs: int, optimizer: Optimize
     """Train a whole classifier on pixels."""
     val = ctx.val_data(features=False)
     return tag(ctx.backend.fit(
-        model, ctx.train.images, ctx.train.labels, epochs=epochs, optimizer=optimizer,
+        model, ctx.train.images, ctx.train.labels, inputs="images", epochs=epochs, optimizer=optimizer,
         batch_size=ctx.batch_size, val=val, augment=ctx.augmentation(augment), on_epoch=ctx.epoch_callback(offset, total_epochs),
         monitor=monitor,
     ), stage)
@@ -109,7 +109,7 @@ def train_above_cut(ctx: TrialContext, cut: Cut, epochs: int, optimizer: Optimiz
     ctx.cut_used = cut
     val = (ctx.activations(cut, "val"), ctx.val.labels) if len(ctx.val.labels) else None
     return tag(ctx.backend.fit(
-        cut.upper, ctx.train_views(cut, augment.flip), ctx.train.labels, epochs=epochs, optimizer=optimizer,
+        cut.upper, ctx.train_views(cut, augment.flip), ctx.train.labels, inputs="cut", epochs=epochs, optimizer=optimizer,
         batch_size=ctx.batch_size, val=val, on_epoch=ctx.epoch_callback(offset, offset + epochs), monitor=monitor,
     ), "finetune")
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from zoo_bench.backend import EpochBook, cpu_name
+from zoo_bench.backend import EpochBook, cpu_name, fit_inputs
 from zoo_bench import Backend, BackboneSpec, BackendUnavailableError, ZooBenchError, Device, EpochStats, HeadSpec, OptimizerSpec
 from zoo_bench.augment import TERMS
 from zoo_bench.backend import HeadFit, HeadFitResult
@@ -361,7 +361,7 @@ class TorchBackend(Backend):
             return optim.RMSprop(params, lr=spec.lr, momentum=spec.momentum, weight_decay=spec.weight_decay)
         raise ValueError(f"unknown optimizer {spec.name!r} (allowed: adam, sgd, rmsprop)")
 
-    def fit(self, model, x, y, *, epochs, optimizer, batch_size, val=None, augment=False, on_epoch=None,
+    def fit(self, model, x, y, *, epochs, optimizer, batch_size, inputs=None, val=None, augment=False, on_epoch=None,
             monitor=None):
         """``x``: uint8 images, pooled features, activations at a cut, or a ``CutViews`` of them."""
         from zoo_bench.augment import Augment
@@ -370,10 +370,9 @@ class TorchBackend(Backend):
         from .augment import augment as augment_batch
 
         torch = self.torch
+        phase = fit_inputs(x, inputs)
         views = x if isinstance(x, CutViews) else None
-        images = views is None and x.dtype == np.uint8
-        spatial = views is not None or x.ndim > 2
-        phase = "images" if images else ("cut" if spatial else "features")
+        images, spatial = phase == "images", phase == "cut"
         n = len(y)
         aug = augment if isinstance(augment, Augment) else Augment(flip=bool(augment))
         opt = self._optimizer(optimizer, self.param_groups(model, optimizer))
