@@ -152,6 +152,20 @@ def test_the_core_reads_a_configuration_only_through_its_strategy():
     assert read == []
 
 
+FRAMEWORKS = {"torch", "torchvision", "timm", "tensorflow", "keras", "jax"}
+
+
+def test_zoo_bench_itself_imports_no_framework():
+    """Frameworks belong to backend plugins; only the plugin authors' kit has a torch network of its own."""
+    found = []
+    for module, path in MODULES.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else []
+            found += [(module, n) for n in names if n.split(".")[0] in FRAMEWORKS]
+    assert {m for m, _ in found} <= {"testing"}, found
+
+
 def test_the_check_sees_an_upward_import_and_a_circle(tmp_path, monkeypatch):
     """The rules above fail on a planted fault (so they are not vacuous)."""
     assert layer_of("run.trials") > layer_of("plan.suite") > layer_of("plugins") > layer_of("backend")
