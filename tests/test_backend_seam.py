@@ -62,3 +62,16 @@ def test_a_not_implemented_error_inside_a_verb_is_an_error_not_a_missing_verb():
     head, val = head_and_data(backend)
     with pytest.raises(NotImplementedError, match="deep inside"):
         backend.evaluate(head, val, 4)
+
+
+def test_a_trial_context_is_its_inputs_and_what_the_trial_measures_is_apart():
+    import dataclasses
+
+    from zoo_bench import TrialContext
+    from zoo_bench.context import TrialMeasures
+
+    assert TrialContext.__dataclass_params__.frozen  # a strategy cannot change what its trial was given
+    given = {f.name for f in dataclasses.fields(TrialContext)}
+    measured = {f.name for f in dataclasses.fields(TrialMeasures)}
+    assert "measured" in given and not (given & measured)
+    assert measured == {"feature_time_s", "cut_time_s", "cut_used", "sweep_heads", "random_base"}

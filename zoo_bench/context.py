@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -145,8 +145,21 @@ class FeatureCache:
 
 
 @dataclass
+class TrialMeasures:
+    """What a trial measures while it runs, apart from what it was given: the context's methods (and the
+    strategy, through :meth:`TrialContext.fine_tune_from`) write it; the runner reads it into the row."""
+
+    feature_time_s: float = 0.0  # seconds spent computing bottleneck features (0 when all were cached)
+    cut_time_s: float = 0.0  # seconds spent computing activations at a cut (Cut)
+    cut_used: Cut | None = None  # where this trial's fine-tuning started from cached activations
+    sweep_heads: int | None = None  # heads trained together with this trial's head, itself included
+    random_base: bool = False  # the strategy built its base without pretrained weights (scratch)
+
+
+@dataclass(frozen=True)
 class TrialContext:
-    """Everything one trial needs. Strategies call only these methods and ``backend``'s verbs."""
+    """Everything one trial needs, fixed when it starts (its inputs); what the trial measures goes to
+    ``measured``. Strategies call only these methods and ``backend``'s verbs."""
 
     backend: Backend
     spec: BackboneSpec
@@ -159,15 +172,11 @@ class TrialContext:
     test: Batch  # its labels are withheld (all -1): they score the trial and nothing else
     feature_cache: FeatureCache
     on_epoch: EpochCallback | None = None
-    feature_time_s: float = 0.0
     sweep: tuple[dict[str, Any], ...] = ()  # parameters of this trial's pending sweep, its own first
     sweep_key: Any = None  # what the sweep's trials share (sweeps.sweep_key)
     head_sweeps: HeadSweeps | None = None  # heads trained by an earlier trial of the same sweep
-    sweep_heads: int | None = None  # heads trained together with this trial's head, itself included
-    random_base: bool = False  # the strategy built its base without pretrained weights (scratch)
-    pooling: str = "avg"  # the head's pooling of the base's feature map (the strategy's ``pooling``)
-    cut_time_s: float = 0.0  # seconds this trial spent computing activations at a cut (Cut)
-    cut_used: Cut | None = None  # where this trial's fine-tuning started from cached activations
+    pooling: str = "avg"  # the head's pooling of the base's feature map (``Strategy.pooling``)
+    measured: TrialMeasures = field(default_factory=TrialMeasures)
 
     def part(self, name: str) -> Batch:
         """The ``train``, ``val`` or ``test`` images."""
@@ -177,7 +186,7 @@ class TrialContext:
         """Pooled bottleneck features of a part, from the frozen pretrained base (cached)."""
         feats, seconds = self.feature_cache.features(self.backend, self.spec, self.image_size,
                                                      self.part(name), self.batch_size, self._pooling())
-        self.feature_time_s += seconds
+        self.measured.feature_time_s += seconds
         return feats
 
     def predict(self, model: Any, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -214,7 +223,7 @@ class TrialContext:
 
     def new_base(self, pretrained: bool) -> Any:
         """A fresh base whose weights the strategy may change."""
-        self.random_base = self.random_base or not pretrained
+        self.measured.random_base = self.measured.random_base or not pretrained
         return self.backend.build_base(self.spec, pretrained=pretrained, image_size=self.image_size)
 
     def new_head(self, in_features: int, hidden: list[int] | tuple[int, ...], dropout: float) -> Any:
@@ -226,13 +235,17 @@ class TrialContext:
         the backend can split it, the augmentation is at most a flip (a warp or a colour change needs
         the pixels), the base is the pretrained one, and every part's activations fit in
         :data:`CUT_CACHE_BYTES`. None otherwise: the caller trains on pixels."""
-        if aug.terms() not in ([], ["flip"]) or self.random_base:
+        if aug.terms() not in ([], ["flip"]) or self.measured.random_base:
             return None
         cut = self.backend.cut(model)
         if cut is None:
             return None
         views = len(self.train.labels) * (2 if aug.flip else 1) + len(self.val.labels) + len(self.test.labels)
         return cut if views * cut.nbytes_per_image <= CUT_CACHE_BYTES else None
+
+    def fine_tune_from(self, cut: Cut) -> None:
+        """Record that this trial's fine-tuning starts from cached activations at ``cut`` (the row's ``cut``)."""
+        self.measured.cut_used = cut
 
     def train_views(self, cut: Cut, flip: bool) -> CutViews:
         """The training images' activations at ``cut``, each view computed when a fit first draws it."""
@@ -250,7 +263,7 @@ class TrialContext:
     def _activations(self, cut: Cut, batch: Batch, flip: bool) -> np.ndarray:
         acts, seconds = self.feature_cache.activations(self.backend, self.spec, self.image_size, cut, batch,
                                                        self.batch_size, flip)
-        self.cut_time_s += seconds
+        self.measured.cut_time_s += seconds
         return acts
 
     def val_data(self, features: bool) -> tuple[np.ndarray, np.ndarray] | None:
@@ -278,12 +291,12 @@ class TrialContext:
         if self.head_sweeps is not None and self.sweep:
             done = self.head_sweeps.take(key, params)
             if done is not None:
-                self.sweep_heads, result = done
+                self.measured.sweep_heads, result = done
                 return result
         mine = params_key(params)
         configs = [params] + [q for q in self.sweep if params_key(q) != mine]
         results = compute(configs)
-        self.sweep_heads = len(configs)
+        self.measured.sweep_heads = len(configs)
         if self.head_sweeps is not None and len(configs) > 1:
             self.head_sweeps.put(key, {params_key(q): (len(configs), r) for q, r in zip(configs[1:], results[1:])})
         return results[0]

@@ -106,7 +106,7 @@ def finetune(ctx: TrialContext, head: Any, last_blocks: int | None, optimizer: O
 def train_above_cut(ctx: TrialContext, cut: Cut, epochs: int, optimizer: OptimizerSpec, augment: Augment,
                     offset: int, monitor: Monitor) -> list[EpochStats]:
     """Fine-tune the blocks above a cut on the cached activations of the frozen ones below it."""
-    ctx.cut_used = cut
+    ctx.fine_tune_from(cut)
     val = (ctx.activations(cut, "val"), ctx.val.labels) if len(ctx.val.labels) else None
     return tag(ctx.backend.fit(
         cut.upper, ctx.train_views(cut, augment.flip), ctx.train.labels, inputs="cut", epochs=epochs, optimizer=optimizer,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ..backend import Backend, EpochStats
-from ..context import FeatureCache, TrialContext
+from ..context import FeatureCache, TrialContext, TrialMeasures
 from ..dataset import Listing
 from ..errors import DataError, DivergedError, PluginError, ZooBenchError, one_line
 from ..images import ImageCache
@@ -207,8 +207,8 @@ class TrialRunner:
         ctx = TrialContext(backend=backend, spec=spec, image_size=image_size, batch_size=batch_size,
                            num_classes=len(self.listing.classes), seed=trial.seed, train=train, val=val,
                            test=hidden_test, feature_cache=self.features, on_epoch=self._on_epoch,
-                           sweep=sweep, sweep_key=sweep_key(trial, strategy.sweep_params), head_sweeps=self.head_sweeps)
-        ctx.pooling = strategy.pooling(params)
+                           sweep=sweep, sweep_key=sweep_key(trial, strategy.sweep_params), head_sweeps=self.head_sweeps,
+                           pooling=strategy.pooling(params))
         backend.reset_peak_memory()
         with PeakRSS() as rss:
             cv = (self._cross_validate(trial, strategy, params, ctx, resize)
@@ -232,12 +232,13 @@ class TrialRunner:
                                if self.options.save_models else None)
         fields["activation_maps_file"] = (self._activation_maps(trial, ctx, classifier, test)
                                           if self.options.activation_maps else None)
+        measured = ctx.measured
         return {
             **fields, **cv,
-            "feature_time_s": ctx.feature_time_s,
-            "cut": ctx.cut_used.describe() if ctx.cut_used is not None else None,
-            "cut_time_s": ctx.cut_time_s if ctx.cut_used is not None else None,
-            "sweep_heads": ctx.sweep_heads,
+            "feature_time_s": measured.feature_time_s,
+            "cut": measured.cut_used.describe() if measured.cut_used is not None else None,
+            "cut_time_s": measured.cut_time_s if measured.cut_used is not None else None,
+            "sweep_heads": measured.sweep_heads,
             "peak_memory_mb": gpu_peak if gpu_peak is not None else rss.peak_mb,
             "peak_memory_kind": "accelerator" if gpu_peak is not None else "process_rss",
             "trainable_params": outcome.trainable_params, "total_params": outcome.total_params,
@@ -246,7 +247,7 @@ class TrialRunner:
             "augmentation": strategy.augmentation(params).describe(),
             "image_size": image_size, "crop_pct": resize.crop_pct, "crop_mode": resize.crop_mode,
             "interpolation": resize.interpolation,
-            "mean": list(spec.mean), "std": list(spec.std), "weights": "none" if ctx.random_base else spec.weights, "device": device.kind, "device_name": device.name,
+            "mean": list(spec.mean), "std": list(spec.std), "weights": "none" if measured.random_base else spec.weights, "device": device.kind, "device_name": device.name,
             "precision": device.precision, "backend_settings": device.settings,
         }
 
@@ -276,12 +277,11 @@ class TrialRunner:
             hidden = dataclasses.replace(held_batch, labels=np.full(len(held_batch.labels), -1, np.int64))
             fold_ctx = dataclasses.replace(
                 ctx, train=fit_batch, val=self.images.load((), resize), test=hidden, on_epoch=None,
-                sweep_key=("fold", index, ctx.sweep_key), feature_time_s=0.0, sweep_heads=None, cut_time_s=0.0,
-                cut_used=None)
+                sweep_key=("fold", index, ctx.sweep_key), measured=TrialMeasures())
             ctx.backend.seed(trial.seed)
             outcome = strategy.run(fold_ctx, params)
             self._check_outcome(trial, outcome, len(held_batch.labels), 0)
-            ctx.feature_time_s += fold_ctx.feature_time_s
+            ctx.measured.feature_time_s += fold_ctx.measured.feature_time_s
             train_s += (outcome.train_time_s if outcome.train_time_s is not None
                         else sum(e.seconds for e in outcome.epochs or []))  # heads report epochs, not a fit time
             scores.append(float(np.mean(np.asarray(outcome.test_pred) == held_batch.labels)) if len(held_batch.labels)
