@@ -166,6 +166,28 @@ def test_zoo_bench_itself_imports_no_framework():
     assert {m for m, _ in found} <= {"testing"}, found
 
 
+def test_no_module_uses_a_name_it_never_defined_or_imported():
+    """A moved function whose import was left behind fails here, not on the one path that calls it."""
+    from pyflakes import api, messages, reporter
+
+    class Undefined(reporter.Reporter):
+        def __init__(self):
+            super().__init__(None, None)
+            self.found = []
+
+        def flake(self, message):
+            if isinstance(message, (messages.UndefinedName, messages.UndefinedExport, messages.UndefinedLocal)):
+                self.found.append(str(message))
+
+        def syntaxError(self, *args):
+            self.found.append(f"syntax error: {args}")
+
+    found = Undefined()
+    for folder in (PACKAGE, PACKAGE.parent / "plugins"):
+        api.checkRecursive([str(folder)], found)
+    assert found.found == []
+
+
 def test_the_check_sees_an_upward_import_and_a_circle(tmp_path, monkeypatch):
     """The rules above fail on a planted fault (so they are not vacuous)."""
     assert layer_of("run.trials") > layer_of("plan.suite") > layer_of("plugins") > layer_of("backend")

@@ -33,6 +33,7 @@ from . import hookspecs
 from .backend import Backend, BackboneSpec
 from .catalog import BackboneCatalog
 from .dataset import DatasetSource, DownloadSpec
+from .errors import one_line
 from .images import CROP_MODES, INTERPOLATIONS
 from .strategy import Strategy
 

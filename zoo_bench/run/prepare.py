@@ -16,7 +16,7 @@ from typing import Any
 from .. import __version__
 from ..backend import Backend
 from ..dataset import Listing, listing_problems
-from ..errors import DataError, SuiteError, ZooBenchError
+from ..errors import DataError, SuiteError, ZooBenchError, one_line
 from ..params import with_defaults
 from ..plan.grid import expand
 from ..plan.providers import latest_providers, provider_changes, providers
