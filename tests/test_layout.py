@@ -1,8 +1,8 @@
 """The package's import graph: layers that import only downwards, no circle, imports at the top.
 
 Read from the source (AST), so it holds for every module, imported by a test or not. Each module belongs
-to one layer; a module may import its own layer and those below. ``if TYPE_CHECKING:`` imports are
-annotations only and do not count.
+to one layer; a module may import its own layer and those below. ``if TYPE_CHECKING:`` imports count
+too (an annotation is a dependency); they are only exempt from being at the top of the file.
 """
 from __future__ import annotations
 
@@ -47,7 +47,8 @@ def layer_of(module: str) -> int:
 
 
 def imports(module: str) -> list[tuple[str, int, bool]]:
-    """(imported module, line, at the top of the file) for each intra-package import of ``module``."""
+    """(imported module, line, at the top of the file or for annotations only) for each intra-package
+    import of ``module``."""
     path = MODULES[module]
     tree = ast.parse(path.read_text())
     annotation_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
@@ -57,8 +58,9 @@ def imports(module: str) -> list[tuple[str, int, bool]]:
     package = [p for p in package if p]
     found = []
     for node in ast.walk(tree):
-        if id(node) in annotation_only or not isinstance(node, (ast.Import, ast.ImportFrom)):
+        if not isinstance(node, (ast.Import, ast.ImportFrom)):
             continue
+        top_or_annotation = id(node) in top or id(node) in annotation_only
         if isinstance(node, ast.ImportFrom) and node.level:
             base = package[: len(package) - node.level + 1] + ([node.module] if node.module else [])
         elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "zoo_bench":
@@ -66,7 +68,7 @@ def imports(module: str) -> list[tuple[str, int, bool]]:
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == "zoo_bench":
-                    found.append((".".join(alias.name.split(".")[1:]), node.lineno, id(node) in top))
+                    found.append((".".join(alias.name.split(".")[1:]), node.lineno, top_or_annotation))
             continue
         else:
             continue
@@ -74,7 +76,7 @@ def imports(module: str) -> list[tuple[str, int, bool]]:
         for name in names or [None]:
             target = ".".join(base + [name]) if name and ".".join(base + [name]) in MODULES else ".".join(base)
             if target != module:
-                found.append((target, node.lineno, id(node) in top))
+                found.append((target, node.lineno, top_or_annotation))
     return found
 
 

@@ -5,7 +5,7 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Hashable, Protocol
 
 import numpy as np
 
@@ -15,8 +15,6 @@ from .errors import ZooBenchError
 from .images import Batch, load_npz, save_npz
 from .params import params_key
 
-if TYPE_CHECKING:  # the runner's store of a sweep's heads; a trial only hands it on
-    from .run.sweeps import HeadSweeps
 
 
 # Activations at a cut stay in memory (train with its mirror view, validation and test): above this
@@ -144,6 +142,14 @@ class FeatureCache:
         return None
 
 
+class SweepStore(Protocol):
+    """Where a trial leaves the heads it trained for the other trials of its sweep, and takes its own
+    (the runner's ``zoo_bench.run.sweeps.HeadSweeps``)."""
+
+    def take(self, key: Hashable, params: dict[str, Any]) -> Any | None: ...
+    def put(self, key: Hashable, results: dict[tuple, Any]) -> None: ...
+
+
 @dataclass
 class TrialMeasures:
     """What a trial measures while it runs, apart from what it was given: the context's methods (and the
@@ -174,7 +180,7 @@ class TrialContext:
     on_epoch: EpochCallback | None = None
     sweep: tuple[dict[str, Any], ...] = ()  # parameters of this trial's pending sweep, its own first
     sweep_key: Any = None  # what the sweep's trials share (sweeps.sweep_key)
-    head_sweeps: HeadSweeps | None = None  # heads trained by an earlier trial of the same sweep
+    head_sweeps: SweepStore | None = None  # heads trained by an earlier trial of the same sweep
     pooling: str = "avg"  # the head's pooling of the base's feature map (``Strategy.pooling``)
     measured: TrialMeasures = field(default_factory=TrialMeasures)
 
