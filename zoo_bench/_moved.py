@@ -51,7 +51,8 @@ class MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def find_spec(self, fullname: str, path, target=None) -> importlib.machinery.ModuleSpec | None:
         if fullname not in MOVED:
             return None
-        return importlib.util.spec_from_loader(fullname, self, is_package=fullname == "zoo_bench.executors")
+        is_package = any(name.startswith(fullname + ".") for name in MOVED)  # its submodules moved with it
+        return importlib.util.spec_from_loader(fullname, self, is_package=is_package)
 
     def create_module(self, spec) -> ModuleType | None:
         return None  # a placeholder; exec_module puts the real module in its place
