@@ -49,7 +49,7 @@ PINNED_TORCH = "2.14.1"  # constraints.txt
 SUITE = REPO / "suites" / "gpu_check.toml"
 BASELINE = REPO / "results" / "baselines" / "gpu_check_cpu.json"
 SUBSET = {False: (".benchdata/gpu_check", 100, 200), True: (".benchdata/gpu_check_quick", 10, 8)}
-RAY_NOTE = "Ray's GPU placement is not covered: Ray is not installed on the GPU machine (tests/test_ray.py covers Ray on CPUs)."
+RAY_NOTE = "Ray's GPU placement is not covered: Ray is not installed on the GPU machine (tests/run/test_ray.py covers Ray on CPUs)."
 
 
 class Skip(Exception):

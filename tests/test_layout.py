@@ -25,6 +25,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [  # lowest first; a name ending in 
     ("read results", ("results.",)),
     ("run a grid", ("run.",)),
     ("show results", ("show.",)),
+    ("reference backend", ("reference_backend",)),
     ("front doors", ("cli", "testing", "pytest_plugin", "_pytest_suite")),
 ]
 LAZY_ALLOWED = {"cli"}  # the command line imports what one command needs, so `zoo-bench validate` starts fast

@@ -1,6 +1,11 @@
 """zoo_bench.testing: our own plugins keep the contract, and a broken plugin fails it on every fault."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 from zoo_bench.testing import ContractError, check_plugin
@@ -28,6 +33,61 @@ def test_the_strategies_plugin_keeps_the_contract():
     report = check_plugin(zoo_bench_strategies)
     assert {c.split("'")[1] for c in report.checked} == {"svm", "logreg", "knn", "last_layer", "frozen_pixels",
                                                          "last_n", "fpt", "full", "scratch"}
+    assert set(report.ran_on.values()) == {"torch"}
+
+
+def test_the_strategies_keep_the_contract_on_the_numpy_reference_backend_too():
+    import zoo_bench_strategies
+
+    report = check_plugin(zoo_bench_strategies, strategy_backend="numpy")
+    assert len(report.checked) == 9 and set(report.ran_on.values()) == {"numpy"}
+
+
+def test_without_torch_strategies_are_checked_on_the_numpy_backend(tmp_path):
+    """torch made unimportable: check_plugin still runs every strategy, on the numpy reference backend, and a
+    strategy that needs what that backend lacks fails in one line saying torch would check it."""
+    plugin = tmp_path / "needs_logits.py"
+    plugin.write_text(textwrap.dedent('''
+        import numpy as np
+        from zoo_bench import HeadSpec, Outcome, Strategy, hookimpl
+
+        class NeedsLogits(Strategy):
+            name = "needs_logits"
+            def run(self, ctx, params):
+                base = ctx.backend.build_base(ctx.spec, True, ctx.image_size)
+                head = ctx.backend.new_head(ctx.backend.feature_dim(base), ctx.num_classes, HeadSpec((), 0.0))
+                model = ctx.backend.attach(base, head)
+                scores = ctx.backend.logits(model, ctx.test.images, ctx.batch_size)
+                return Outcome(test_pred=scores.argmax(1), val_pred=np.zeros(len(ctx.val.labels), np.int64))
+
+        @hookimpl
+        def zoo_bench_register_strategies():
+            return [NeedsLogits]
+    '''))
+    script = textwrap.dedent('''
+        import sys
+
+        class NoTorch:  # as if torch were not installed: importing it raises ModuleNotFoundError
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in ("torch", "torchvision", "timm"):
+                    raise ModuleNotFoundError(f"No module named {name!r}")
+
+        sys.meta_path.insert(0, NoTorch())
+        import needs_logits, zoo_bench_strategies
+        from zoo_bench.testing import check_plugin
+        report = check_plugin(zoo_bench_strategies)
+        print(len(report.checked), sorted(set(report.ran_on.values())), report.failures)
+        print(check_plugin(needs_logits, raise_on_failure=False).failures)
+        print("torch" in sys.modules)
+    ''')
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    first, second, torch_loaded = done.stdout.strip().splitlines()[-3:]
+    assert first == "9 ['numpy'] []"
+    assert "run() with its defaults on the numpy backend raised ZooBenchError: backend 'numpy' does not implement " \
+           "logits()" in second and "checked with torch (pip install 'zoo-bench[torch]')" in second, second
+    assert torch_loaded == "False"
 
 
 def test_a_third_party_style_backbone_plugin_keeps_the_contract():

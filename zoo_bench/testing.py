@@ -18,8 +18,10 @@ What is checked (on small random images, random weights, CPU):
   ``last_blocks=None`` trains everything; ``predict`` gives int64 classes in range (and ``logits``,
   where implemented, ``(N, classes)``); the same seed gives the same fit;
 * each strategy it registers: every parameter default is allowed by its own ``Param`` rules,
-  ``search_space`` and ``sweep_params`` name real parameters; run on a small torch CNN with its
-  defaults (epoch counts capped at 2), what it returns keeps the Outcome rules a trial checks too
+  ``search_space`` and ``sweep_params`` name real parameters; run with its defaults (epoch counts
+  capped at 2) on a small torch CNN, or, where torch is not installed (or ``strategy_backend="numpy"``),
+  on the numpy reference backend (:mod:`zoo_bench.reference_backend`: features, heads and whole-model
+  fits, no cut and no optional verb), what it returns keeps the Outcome rules a trial checks too
   (:func:`zoo_bench.outcome_rules.outcome_problems`: an Outcome; one class in range per test image;
   scores of the right shape; validation predictions unless it declares ``val_predictions = False``;
   trainable <= total parameters), and the same seed gives the same predictions.
@@ -44,6 +46,7 @@ from .dataset import listing_problems
 from .images import Batch
 from .outcome_rules import outcome_problems
 from .plugins import Registry, load_plugins
+from .reference_backend import GRID_NET, NumpyBackend
 from .strategy import Outcome
 
 CLASSES = 2
@@ -60,6 +63,7 @@ class ContractReport:
 
     checked: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    ran_on: dict[str, str] = field(default_factory=dict)  # strategy subject -> the backend it ran on
 
     def fail(self, subject: str, why: str) -> None:
         self.failures.append(f"{subject}: {why}")
@@ -195,8 +199,23 @@ def _capped(defaults: dict[str, Any]) -> dict[str, Any]:
             for k, v in defaults.items()}
 
 
-def check_strategy(cls: type, registry: Registry, report: ContractReport) -> None:
-    """The strategy rules of the module docstring."""
+def _strategy_backend(registry: Registry, wanted: str | None) -> tuple[type | None, BackboneSpec, str]:
+    """The backend a strategy runs on: torch's small CNN where torch is installed, else the numpy
+    reference backend; ``wanted`` names one of the two. Returns (backend class or None, spec, why not)."""
+    if wanted not in (None, "torch", "numpy"):
+        raise ValueError(f"strategy_backend must be 'torch' or 'numpy', not {wanted!r}")
+    torch_cls = registry.backends.get("torch")
+    torch_ok = torch_cls is not None and torch_cls.available()[0]
+    if wanted == "numpy" or (wanted is None and not torch_ok):
+        return NumpyBackend, GRID_NET, ""
+    if not torch_ok:
+        return None, CONTRACT_SPEC, "cannot run: the torch backend is not available here (pip install 'zoo-bench[torch]')"
+    return torch_cls, CONTRACT_SPEC, ""
+
+
+def check_strategy(cls: type, registry: Registry, report: ContractReport, backend: str | None = None) -> None:
+    """The strategy rules of the module docstring, run on ``backend`` ("torch", "numpy"; None: torch
+    where it is installed, else numpy)."""
     subject = f"strategy {cls.name!r}"
     report.checked.append(subject)
     specs = _guard(report, subject, "param_specs()", cls.param_specs)
@@ -211,13 +230,19 @@ def check_strategy(cls: type, registry: Registry, report: ContractReport) -> Non
         unknown = [n for n in names if n not in specs]
         if unknown:
             report.fail(subject, f"{what} names parameters it does not have: {', '.join(unknown)}")
-    backend_cls = registry.backends.get("torch")
-    if backend_cls is None or not backend_cls.available()[0]:
-        report.fail(subject, "cannot run: the torch backend is not available here (pip install 'zoo-bench[torch]')")
+    backend_cls, spec, why_not = _strategy_backend(registry, backend)
+    if backend_cls is None:
+        report.fail(subject, why_not)
         return
+    report.ran_on[subject] = backend_cls.name
     params = _capped({k: p.default for k, p in specs.items()})
-    first = _guard(report, subject, "run() with its defaults", lambda: _run_strategy(cls, backend_cls, params))
+    first = _guard(report, subject, f"run() with its defaults on the {backend_cls.name} backend",
+                   lambda: _run_strategy(cls, backend_cls, spec, params))
     if first is None:
+        if backend_cls is NumpyBackend and backend is None:
+            report.fail(subject, "it was run on the numpy reference backend because torch is not installed; "
+                                 "a strategy that needs more than features, heads and whole-model fits is "
+                                 "checked with torch (pip install 'zoo-bench[torch]')")
         return
     outcome, n_test, n_val = first
     problems = outcome_problems(outcome, n_test, n_val, CLASSES, needs_val=bool(getattr(cls, "val_predictions", True)))
@@ -225,14 +250,14 @@ def check_strategy(cls: type, registry: Registry, report: ContractReport) -> Non
         report.fail(subject, problem)
     if problems:
         return
-    second = _guard(report, subject, "run() again with the same seed", lambda: _run_strategy(cls, backend_cls, params))
+    second = _guard(report, subject, "run() again with the same seed",
+                    lambda: _run_strategy(cls, backend_cls, spec, params))
     if second is not None and not (isinstance(second[0], Outcome)
                                    and np.array_equal(np.asarray(second[0].test_pred), np.asarray(outcome.test_pred))):
         report.fail(subject, "the same seed gave different test predictions: not deterministic")
 
 
-def _run_strategy(cls: type, backend_cls: type, params: dict[str, Any]) -> tuple[Any, int, int]:
-
+def _run_strategy(cls: type, backend_cls: type, spec: BackboneSpec, params: dict[str, Any]) -> tuple[Any, int, int]:
     backend = backend_cls(device="cpu", precision="fp32")
     parts = {}
     for name, (n, seed) in {"train": (CLASSES * PER_CLASS, 1), "val": (CLASSES * 2, 2), "test": (CLASSES * 3, 3)}.items():
@@ -240,7 +265,7 @@ def _run_strategy(cls: type, backend_cls: type, params: dict[str, Any]) -> tuple
         parts[name] = Batch(images=x, labels=y if name != "test" else np.full(n, -1, np.int64),
                             paths=[f"contract/{name}/{i}" for i in range(n)])
     backend.seed(0)
-    ctx = TrialContext(backend=backend, spec=CONTRACT_SPEC, image_size=32, batch_size=4, num_classes=CLASSES, seed=0,
+    ctx = TrialContext(backend=backend, spec=spec, image_size=32, batch_size=4, num_classes=CLASSES, seed=0,
                        train=parts["train"], val=parts["val"], test=parts["test"], feature_cache=FeatureCache())
     return cls().run(ctx, dict(params)), len(parts["test"].labels), len(parts["val"].labels)
 
@@ -274,13 +299,15 @@ def check_dataset(cls: type, report: ContractReport, root: Any = None, config: d
 
 def check_plugin(module: Any, backbones: list[str] | None = None, image_size: int | None = None,
                  weights_dir: str | None = None, raise_on_failure: bool = True,
-                 datasets: dict[str, Any] | None = None) -> ContractReport:
+                 datasets: dict[str, Any] | None = None, strategy_backend: str | None = None) -> ContractReport:
     """Load ``module`` as a plugin and check everything it registers (see the module docstring).
 
     ``backbones`` names the backbones to check instead of all the plugin registers (members of a
     catalogue, or a few of many); ``image_size`` overrides their input size to keep checks fast.
     ``datasets`` maps a data source's name to the folder to list (or to ``(folder, [dataset] options)``);
-    a source without one has its options checked only.
+    a source without one has its options checked only. ``strategy_backend`` ("torch" or "numpy") names
+    the backend strategies run on; by default torch where it is installed, else the numpy reference
+    backend (``report.ran_on`` says which each ran on).
     Raises :class:`ContractError` listing every failure unless ``raise_on_failure`` is False.
     """
     registry = load_plugins(extra=[module])
@@ -318,7 +345,7 @@ def check_plugin(module: Any, backbones: list[str] | None = None, image_size: in
                lambda: check_backbone(cls, spec, report, image_size=image_size, weights_dir=weights_dir))
     for strategy in owned.get("strategy", []):
         _guard(report, f"strategy {strategy!r}", "checking it",
-               lambda: check_strategy(registry.strategies[strategy], registry, report))
+               lambda: check_strategy(registry.strategies[strategy], registry, report, strategy_backend))
     for dataset in owned.get("dataset", []):
         where = (datasets or {}).get(dataset)
         root, config = where if isinstance(where, tuple) else (where, None)

@@ -1,7 +1,7 @@
 """A result row's fields, defined once: the rows a trial writes, the columns of ``load_run``'s table, what
 ``baseline save`` keeps and the field table of ``results/README.md`` all come from :data:`ROW_FIELDS`.
 
-``python -m zoo_bench.results.fields`` prints the README's table; ``tests/test_fields.py`` holds the README,
+``python -m zoo_bench.results.fields`` prints the README's table; ``tests/results/test_fields.py`` holds the README,
 and the rows of a real run, to it.
 """
 from __future__ import annotations
