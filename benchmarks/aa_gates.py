@@ -126,8 +126,8 @@ def pytest_pairs(files: list[Path], rules: list[str]) -> dict[str, tuple[int, in
         for i, j in combinations(range(len(runs)), 2):
             bad = [name for name, stats in runs[j].items() if name in runs[i] and check.fails(stats, runs[i][name])]
             failed_pairs += bool(bad)
-            for name in bad:
-                failed[short(name.split("[", 1)[1].rstrip("]"))] += 1
+            for name in bad:  # test_trial[TRIAL_ID]: counted per configuration, its seeds together
+                failed[short(name[name.index("[") + 1:-1].rsplit("/seed=", 1)[0])] += 1
         out[rule] = (len(runs) * (len(runs) - 1) // 2, failed_pairs, failed)
     return out
 
@@ -215,7 +215,10 @@ def main() -> None:
         files = [out / "bench" / f"aa{k}.json" for k in range(1, args.runs + 1)]
         print(f"\n## pytest-benchmark --benchmark-compare-fail: {args.runs * (args.runs - 1) // 2} comparisons "
               "of identical code\n")
-        print("| rule | failed comparisons | failed benchmarks by trial |\n| --- | --- | --- |")
+        counts = sorted({len(benchmarks_of(f)) for f in files})
+        print(f"benchmarks per run: {', '.join(map(str, counts))} (trials that are not benchmarks are not compared)\n")
+        print("| rule | failed comparisons | failed benchmarks (trial: count over its seeds and the pairs) |\n"
+              "| --- | --- | --- |")
         for rule, (total, bad, failed) in pytest_pairs(files, rules).items():
             detail = ", ".join(f"{c} {n}x" for c, n in sorted(failed.items())) or "none"
             print(f"| {rule} | {bad} of {total} | {detail} |")

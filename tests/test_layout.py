@@ -28,7 +28,9 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [  # lowest first; a name ending in 
     ("reference backend", ("reference_backend",)),
     ("front doors", ("cli", "testing", "pytest_plugin", "_pytest_suite")),
 ]
-LAZY_ALLOWED = {"cli"}  # the command line imports what one command needs, so `zoo-bench validate` starts fast
+# the command line imports what one command needs, so `zoo-bench validate` starts fast; the pytest plugin loads in
+# every pytest session of an environment with zoo-bench, and imports zoo-bench only under --zoo-suite
+LAZY_ALLOWED = {"cli", "pytest_plugin"}
 
 
 def module_name(path: Path) -> str:

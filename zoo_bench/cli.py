@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--fail", action="append", metavar="METRIC:LIMIT",
                       help="gate, e.g. accuracy:-1pt or epoch_time:+25%% (default: the suite's [compare] fail, "
                            "else accuracy:-1pt)")
+    cmp_.add_argument("--timing-floor-ms", type=float, metavar="MS",
+                      help="timing changes under this many ms never fail a timing gate, and trials whose epochs "
+                           "are shorter are not gated (default: the suite's [compare] timing_floor_ms, else 5)")
     cmp_.add_argument("--format", choices=["table", "markdown", "json"], default="table")
 
     rank = sub.add_parser("rank", help="rank strategies across data sets: one run folder per data set; mean ranks, "
@@ -502,10 +505,13 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from .results.compare import compare, gates_from, load_side
+    from .results.timing import TimingRule
 
     baseline, current = load_side(args.baseline), load_side(args.current)
     strategies = load_plugins().strategies  # lets baselines written by older versions match today's ids
-    result = compare(baseline, current, gates_from(args.fail, current.suite or baseline.suite), strategies)
+    suite = current.suite or baseline.suite
+    result = compare(baseline, current, gates_from(args.fail, suite), strategies,
+                     TimingRule.from_suite(suite, args.timing_floor_ms))
     for warning in result.warnings:
         report.message(f"warning: {warning}")
     if args.format == "json":

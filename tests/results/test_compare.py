@@ -6,7 +6,7 @@ import pytest
 
 from conftest import lite0_suite, run_inprocess, write_suite
 from zoo_bench.cli import main
-from zoo_bench.results.compare import overlap_rule
+from zoo_bench.results.compare import compare, overlap_rule
 from zoo_bench.plan.gates import Gate
 from zoo_bench.plugins import load_plugins
 from zoo_bench.results.stats import Estimate, estimate
@@ -182,10 +182,69 @@ def test_gates_with_a_pattern_judge_only_the_configurations_they_match():
     current = side({"svm": 0.88, "full": 0.88, "scratch": 0.60})
     gates = [Gate.parse("accuracy:-1pt@*/svm*"), Gate.parse("accuracy:-3pt@*/full*")]
     result = compare(base, current, gates)
-    status = {line.config.split("/")[2]: (line.status, line.note) for line in result.lines if line.metric == "accuracy"}
+    status = {line.config.split("/")[2]: (line.status, line.note.split("; ")[0]) for line in result.lines if line.metric == "accuracy"}
     assert status == {"svm": ("fail", "gate accuracy:-1pt"), "full": ("pass", "gate accuracy:-3pt"),
                       "scratch": ("info", "")}
     assert result.exit_code == 1
     assert compare(base, side({"svm": 0.895, "full": 0.88, "scratch": 0.1}), gates).exit_code == 0
     with pytest.raises(Exception, match="PATTERN"):
         Gate.parse("accuracy:-1pt@")
+
+
+def constructed_side(correct_by_seed, keys, keep_correctness=True):
+    """A side whose trials' per-image correctness is given, stored as a baseline stores it."""
+    import pandas as pd
+
+    from zoo_bench.results.compare import Side
+    from zoo_bench.results.correctness import Correctness, encode
+
+    images, rows = {}, []
+    for seed, correct in enumerate(correct_by_seed):
+        image_set, sorted_keys, entry = encode(pd.Series(correct, index=keys))
+        images[image_set] = sorted_keys
+        rows.append({"trial_id": f"torch/m/svm/n=8/seed={seed}", "backend": "torch", "backbone": "m", "strategy": "svm",
+                     "params": None, "size_per_class": 8, "seed": seed, "status": "ok",
+                     "test_accuracy": float(correct.mean()), **({"test_correct": entry} if keep_correctness else {})})
+    return Side("s", rows, {}, {}, correctness=Correctness(images=images))
+
+
+def test_the_paired_gate_catches_a_planted_drop_and_not_an_equal_drop_from_noise():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    keys = [f"{'cat' if i % 2 else 'dog'}/{i}.jpg" for i in range(500)]
+    base = [rng.random(500) < 0.85 for _ in range(3)]
+    planted, noisy = [], []
+    for correct in base:
+        right, wrong = np.flatnonzero(correct), np.flatnonzero(~correct)
+        down = correct.copy()
+        down[rng.choice(right, 10, replace=False)] = False  # 10 of 500 images lost: -2 points, every seed
+        planted.append(down)
+        shaken = correct.copy()
+        shaken[rng.choice(right, 45, replace=False)] = False  # 45 lost and 35 gained: also -2 points
+        shaken[rng.choice(wrong, 35, replace=False)] = True
+        noisy.append(shaken)
+    gate = [Gate.parse("accuracy:-1pt")]
+    caught = compare(constructed_side(base, keys), constructed_side(planted, keys), gate)
+    [line] = caught.lines
+    assert line.status == "fail" and caught.exit_code == 1 and line.delta == pytest.approx(-2.0)
+    assert line.note.startswith("paired -2.00 pt [") and line.note.endswith("3 seeds x 500 images"), line.note
+    missed = compare(constructed_side(base, keys), constructed_side(noisy, keys), gate)
+    [line] = missed.lines
+    assert line.status == "pass" and missed.exit_code == 0 and line.delta == pytest.approx(-2.0)
+    assert float(line.note.split(", p ")[1].split(",")[0]) > 0.05, line.note
+    # a baseline saved before correctness was kept gates as before, on the intervals over seeds, which
+    # cannot separate the planted drop from the seeds' spread
+    old = compare(constructed_side(base, keys, keep_correctness=False), constructed_side(planted, keys), gate)
+    assert [(line.status, line.note) for line in old.lines] == [
+        ("pass", "seed intervals, not paired: a side keeps no per-image correctness (a baseline saved before it was kept)")]
+
+
+def test_a_saved_baseline_keeps_which_images_each_trial_got_right_and_compare_pairs_on_them(run_dir, tmp_path, capsys):
+    assert main(["baseline", "save", str(run_dir), "--name", "paired", "--dir", str(tmp_path)]) == 0
+    saved = json.loads((tmp_path / "paired.json").read_text())
+    [keys] = saved["test_images"].values()
+    assert len(keys) == 20 and all(len(t["test_correct"]["bits"]) == 4 for t in saved["trials"])  # 20 bits: 3 bytes
+    assert main(["compare", str(tmp_path / "paired.json"), str(run_dir), "--format", "json"]) == 0
+    [line] = [line for line in json.loads(capsys.readouterr().out)["lines"] if line["metric"] == "accuracy"]
+    assert line["status"] == "pass" and line["note"] == "paired +0.00 pt [+0.00, +0.00], p 1, 3 seeds x 20 images"

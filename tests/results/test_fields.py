@@ -35,4 +35,4 @@ def test_every_row_a_run_writes_has_exactly_the_defined_fields(tmp_path):
         assert set(row) == set(fields.NAMES), set(row) ^ set(fields.NAMES)
     assert list(load_run(store.run_dir).columns) == list(fields.NAMES)
     saved = json.loads(save_baseline(store.run_dir, "f", tmp_path / "b").read_text())
-    assert [sorted(t) for t in saved["trials"]] == [sorted(fields.BASELINE_FIELDS)] * len(rows)  # saved sorted
+    assert [sorted(t) for t in saved["trials"]] == [sorted(fields.BASELINE_FIELDS + fields.BASELINE_ONLY)] * len(rows)

@@ -37,7 +37,8 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
         "test": ("test", "str"), "val_fraction": (0.2, "float"), "sizes": (REQUIRED, "list[int]"),
         "download": (False, "bool"),
     },
-    "compare": {"fail": ([], "list[str]"), "equivalence": (1.0, "float")},
+    "compare": {"fail": ([], "list[str]"), "equivalence": (1.0, "float"), "timing_floor_ms": (5.0, "float"),
+                "timing_spread_multiple": (3.0, "float")},
     "select": {"metric": ("val_accuracy", "str"), "search": ("none", "str"), "tune": ([], "list[str]"),
                "refit": (False, "bool"), "folds": (0, "int"), "repeats": (1, "int"), "one_se": (False, "bool"),
                "fold_pixels": (False, "bool")},
@@ -280,6 +281,10 @@ def parse_suite(
     equivalence = values["compare"].get("equivalence")
     if equivalence is not None and not (0 < equivalence <= 100):
         bad("compare.equivalence", f"must be more than 0 and at most 100 points, got {equivalence}")
+    for key in ("timing_floor_ms", "timing_spread_multiple"):
+        value = values["compare"].get(key)
+        if value is not None and value < 0:
+            bad(f"compare.{key}", f"must be 0 or more, got {value}")
     for i, text in enumerate(values["compare"].get("fail", [])):
         try:
             Gate.parse(text)

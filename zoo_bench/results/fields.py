@@ -82,7 +82,7 @@ ROW_FIELDS: tuple[Fields, ...] = (
            'median seconds of the training pass of the epochs after the first; of the epochs that train the network '
            "(pixel epochs, or `last_n`'s cut epochs on cached activations) when the strategy has any, else of the "
            'head epochs; validation time excluded', baseline=True),
-    Fields(('epoch_seconds',), 'list', 'the seconds of each epoch `epoch_time_s` is the median of, the first included'),
+    Fields(('epoch_seconds',), 'list', 'the seconds of each epoch `epoch_time_s` is the median of, the first included', baseline=True),
     Fields(('first_epoch_s',), 'float or null',
            'the first such epoch alone (graph tracing, cudnn autotune, warm caches show here)', baseline=True),
     Fields(('head_epoch_time_s',), 'float or null',
@@ -148,6 +148,7 @@ ROW_FIELDS: tuple[Fields, ...] = (
 
 NAMES: tuple[str, ...] = tuple(name for line in ROW_FIELDS for name in line.names)
 BASELINE_FIELDS: tuple[str, ...] = tuple(name for line in ROW_FIELDS if line.baseline for name in line.names)
+BASELINE_ONLY: tuple[str, ...] = ("test_correct",)  # a baseline trial's compact per-image correctness (correctness.py)
 
 
 def blank_row() -> dict[str, Any]:
