@@ -221,8 +221,8 @@ def test_the_paired_gate_catches_a_planted_drop_and_not_an_equal_drop_from_noise
         down[rng.choice(right, 10, replace=False)] = False  # 10 of 500 images lost: -2 points, every seed
         planted.append(down)
         shaken = correct.copy()
-        shaken[rng.choice(right, 45, replace=False)] = False  # 45 lost and 35 gained: also -2 points
-        shaken[rng.choice(wrong, 35, replace=False)] = True
+        shaken[rng.choice(right, 60, replace=False)] = False  # 60 lost and 50 gained: also -2 points
+        shaken[rng.choice(wrong, 50, replace=False)] = True
         noisy.append(shaken)
     gate = [Gate.parse("accuracy:-1pt")]
     caught = compare(constructed_side(base, keys), constructed_side(planted, keys), gate)
@@ -248,3 +248,24 @@ def test_a_saved_baseline_keeps_which_images_each_trial_got_right_and_compare_pa
     assert main(["compare", str(tmp_path / "paired.json"), str(run_dir), "--format", "json"]) == 0
     [line] = [line for line in json.loads(capsys.readouterr().out)["lines"] if line["metric"] == "accuracy"]
     assert line["status"] == "pass" and line["note"] == "paired +0.00 pt [+0.00, +0.00], p 1, 3 seeds x 20 images"
+
+
+def test_a_baseline_saved_before_correctness_and_epochs_were_kept_still_loads_and_gates(capsys):
+    """The committed CI baseline as it was saved before this version against today's: same accuracies."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    old, new = repo / "tests" / "fixtures" / "ci_baseline_before_correctness.json", repo / "results" / "baselines" / "ci.json"
+    assert "test_images" not in json.loads(old.read_text())
+    assert main(["compare", str(old), str(new), "--fail", "accuracy:-1pt", "--fail", "epoch_time:+25%",
+                 "--format", "json"]) == 0
+    lines = json.loads(capsys.readouterr().out)["lines"]
+    accuracy = [line for line in lines if line["metric"] == "accuracy"]
+    assert len(accuracy) == 6 and all(line["status"] == "pass" and line["delta"] == 0 for line in accuracy)
+    assert {line["note"] for line in accuracy} == {
+        "seed intervals, not paired: a side keeps no per-image correctness (a baseline saved before it was kept)"}
+    timing = {line["config"].split("/")[2].split("[")[0] + "/" + line["config"].split("/")[-1]: line
+              for line in lines if line["metric"] == "epoch_time"}
+    assert timing["svm/n=20"]["note"] == "not gated: a one-shot fit: no epochs to time"
+    assert timing["last_layer/n=50"]["status"] == "skipped"  # millisecond head epochs: under the floor
+    assert "(no spread recorded)" not in timing["scratch/n=50"]["note"]  # today's side has its epochs

@@ -78,6 +78,8 @@ def judge(baseline_rows: list[dict[str, Any]], current_rows: list[dict[str, Any]
     says each rule's number and which one decided."""
     change_s = current_mean - base_mean
     relative = change_s / base_mean * 100 if base_mean else float("inf")
+    if change_s <= 0:
+        return TimingVerdict(False, f"{relative:+.0f}%, {change_s * 1000:+.1f} ms: not slower")
     spread = robust_spread(t for r in baseline_rows for t in epoch_timings(r))
     whose = "baseline"
     if spread is None:  # a baseline saved before timings were kept: the current run's own spread
