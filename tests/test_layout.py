@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "zoo_bench"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [  # lowest first; a name ending in "." takes its subpackage
     ("base", ("errors", "_moved")),
-    ("contract helpers", ("params", "schedules", "metrics", "images", "augment", "unfreeze")),
+    ("contract helpers", ("params", "schedules", "metrics", "images", "augment", "unfreeze", "adapters")),
     ("plugin contract", ("backend", "catalog", "dataset", "strategy", "context", "hookspecs", "outcome_rules")),
     ("package and registry", ("", "plugins")),
     ("plan a grid", ("plan.",)),

@@ -81,3 +81,18 @@ def test_the_feature_strategies_run_on_it_unchanged(tmp_path):
     assert all(r["test_loss"] is None for r in rows if r["strategy"] == "last_layer")  # no logits: no loss
     accuracy = {(r["strategy"], r["seed"], r["params"].get("pooling", "avg")): r["test_accuracy"] for r in rows}
     assert min(accuracy.values()) > 0.6, accuracy  # 3 classes: chance is 1/3
+
+
+def test_a_strategy_that_requires_a_verb_the_backend_lacks_is_not_run_with_a_line_saying_why(tmp_path):
+    from zoo_bench.plan.suite import parse_suite
+    from zoo_bench.run.prepare import RunOptions, prepare_run
+
+    registry = load_plugins(extra=[numpy_plugin])
+    suite = parse_suite(write_suite(tmp_path, SUITE.replace("[strategies.svm]", "[strategies.svm]\n[strategies.lora]")),
+                        registry)
+    prepared = prepare_run(suite, registry, RunOptions(data_root=tmp_path, cache_dir=tmp_path / "cache"),
+                           tmp_path / "run")
+    prepared.store.unlock()
+    assert not any(t.strategy == "lora" for t in prepared.trials)
+    assert [why for trial_id, why in prepared.not_applicable if "/lora[" in trial_id] == [
+        "it requires adapt(), which backend 'numpy' lacks"] * 2

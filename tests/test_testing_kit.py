@@ -32,15 +32,18 @@ def test_the_strategies_plugin_keeps_the_contract():
 
     report = check_plugin(zoo_bench_strategies)
     assert {c.split("'")[1] for c in report.checked} == {"svm", "logreg", "knn", "last_layer", "frozen_pixels",
-                                                         "last_n", "fpt", "full", "scratch"}
-    assert set(report.ran_on.values()) == {"torch"}
+                                                         "last_n", "fpt", "full", "scratch", "bitfit", "norm_tune",
+                                                         "lora"}
+    assert set(report.ran_on.values()) == {"torch"} and len(report.ran_on) == 12 and report.skipped == []
 
 
 def test_the_strategies_keep_the_contract_on_the_numpy_reference_backend_too():
     import zoo_bench_strategies
 
     report = check_plugin(zoo_bench_strategies, strategy_backend="numpy")
-    assert len(report.checked) == 9 and set(report.ran_on.values()) == {"numpy"}
+    assert len(report.checked) == 12 and len(report.ran_on) == 9 and set(report.ran_on.values()) == {"numpy"}
+    assert report.skipped == [f"strategy {name!r}: not run: it requires adapt(), which the numpy backend lacks; "
+                              "install torch to run it" for name in ("bitfit", "norm_tune", "lora")]
 
 
 def test_without_torch_strategies_are_checked_on_the_numpy_backend(tmp_path):
@@ -76,7 +79,7 @@ def test_without_torch_strategies_are_checked_on_the_numpy_backend(tmp_path):
         import needs_logits, zoo_bench_strategies
         from zoo_bench.testing import check_plugin
         report = check_plugin(zoo_bench_strategies)
-        print(len(report.checked), sorted(set(report.ran_on.values())), report.failures)
+        print(len(report.ran_on), len(report.skipped), sorted(set(report.ran_on.values())), report.failures)
         print(check_plugin(needs_logits, raise_on_failure=False).failures)
         print("torch" in sys.modules)
     ''')
@@ -84,7 +87,7 @@ def test_without_torch_strategies_are_checked_on_the_numpy_backend(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     first, second, torch_loaded = done.stdout.strip().splitlines()[-3:]
-    assert first == "9 ['numpy'] []"
+    assert first == "9 3 ['numpy'] []"
     assert "run() with its defaults on the numpy backend raised ZooBenchError: backend 'numpy' does not implement " \
            "logits()" in second and "checked with torch (pip install 'zoo-bench[torch]')" in second, second
     assert torch_loaded == "False"

@@ -2,6 +2,7 @@
 
 The public API for plugin authors is what this module exports; everything else is private.
 """
+from .adapters import Adapter
 from .backend import Backend, BackboneSpec, Device, EpochStats, HeadSpec, OptimizerSpec
 from .catalog import BackboneCatalog
 from .context import TrialContext
@@ -18,7 +19,7 @@ from .strategy import Outcome, Strategy
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "BackboneCatalog", "BackboneSpec", "BackendUnavailableError", "Batch", "DataError", "DatasetSource",
+    "Adapter", "Backend", "BackboneCatalog", "BackboneSpec", "BackendUnavailableError", "Batch", "DataError", "DatasetSource",
     "DivergedError", "Device", "DownloadSpec", "EpochStats", "HeadSpec", "Listing", "OptimizerSpec", "Outcome", "Param",
     "PluginError",
     "Strategy", "SuiteError", "TrialContext", "UsageError", "WeightsUnavailableError", "ZooBenchError",

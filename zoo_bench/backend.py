@@ -15,6 +15,7 @@ import numpy as np
 
 import math
 
+from .adapters import Adapter
 from .errors import BackendUnavailableError, DivergedError, ZooBenchError
 from .images import Resize
 from .metrics import cross_entropy
@@ -319,7 +320,7 @@ def pooling_kw(pooling: str) -> dict[str, str]:
 
 
 OPTIONAL_VERBS = ("logits", "fit_heads", "cut", "activations", "unfreeze_units", "set_dropout", "save_weights",
-                  "load_weights", "activation_maps")  # what a backend may lack; Backend.supports says which it has
+                  "load_weights", "activation_maps", "adapt")  # what a backend may lack; Backend.supports says which it has
 
 
 class Backend(ABC):
@@ -379,9 +380,15 @@ class Backend(ABC):
         runs (Keras's Grad-CAM, per Keras framework) overrides this. Callers ask before they call, so an
         error raised inside a verb is never mistaken for the verb being absent.
         """
+        return type(self).implements(verb)
+
+    @classmethod
+    def implements(cls, verb: str) -> bool:
+        """Whether the class implements the optional verb ``verb``: what ``supports`` says unless a backend
+        overrides it, and what planning a run asks before any backend is created."""
         if verb not in OPTIONAL_VERBS:
             raise ValueError(f"{verb!r} is not an optional Backend verb (those are {', '.join(OPTIONAL_VERBS)})")
-        return getattr(type(self), verb) is not getattr(Backend, verb)
+        return getattr(cls, verb) is not getattr(Backend, verb)
 
     def _lacks(self, verb: str) -> ZooBenchError:
         return ZooBenchError(f"backend {self.name!r} does not implement {verb}() (ask supports({verb!r}) first)")
@@ -479,6 +486,16 @@ class Backend(ABC):
         A model without a dropout layer is refused in one line.
         """
         raise self._lacks('set_dropout')
+
+    def adapt(self, model: Any, adapter: Adapter) -> None:
+        """Train only what ``adapter`` names in the base of ``model`` (from ``attach``), and the head
+        (optional verb; :mod:`zoo_bench.adapters` says what each kind trains).
+
+        The parameter-efficient strategies (``bitfit``, ``norm_tune``, ``lora``) need it. A backend that
+        cannot do one kind refuses it in one line; ``save_weights`` of an adapted model saves weights
+        that load into the plain rebuilt model (LoRA merged).
+        """
+        raise self._lacks('adapt')
 
     @abstractmethod
     def fit(

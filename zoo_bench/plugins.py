@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import Any, Callable
 
 from . import hookspecs
-from .backend import Backend, BackboneSpec
+from .backend import OPTIONAL_VERBS, Backend, BackboneSpec
 from .catalog import BackboneCatalog
 from .dataset import DatasetSource, DownloadSpec
 from .errors import one_line
@@ -327,6 +327,10 @@ def _default_problem(cls: type) -> str | None:
         problem = param.problem(param.default)
         if problem:
             return f"strategy {cls.name!r}: the default of {key} breaks its own rule: {problem}"
+    unknown = [verb for verb in getattr(cls, "requires", ()) if verb not in OPTIONAL_VERBS]
+    if unknown:
+        return (f"strategy {cls.name!r}: requires {', '.join(map(repr, unknown))}, not optional Backend verbs "
+                f"(those are {', '.join(OPTIONAL_VERBS)})")
     return None
 
 

@@ -81,6 +81,9 @@ class Strategy(ABC):
         val_predictions: whether ``run`` predicts the validation images (``Outcome.val_pred``). Selection on
             validation needs them: ``validate`` refuses to tune a strategy that declares False, and a
             tuned trial whose strategy returns none fails.
+        requires: the optional Backend verbs ``run`` cannot do without (``("adapt",)`` for the
+            parameter-efficient strategies); on a backend that lacks one, its trials are not run, with a
+            line saying so, and ``check_plugin`` skips the strategy there, saying why.
         description: one line for ``zoo-bench plugins``.
     """
 
@@ -93,6 +96,7 @@ class Strategy(ABC):
     on_features: ClassVar[bool] = False
     simpler: ClassVar[dict[str, str]] = {}
     val_predictions: ClassVar[bool] = True
+    requires: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
 
     @classmethod

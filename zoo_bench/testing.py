@@ -24,7 +24,8 @@ What is checked (on small random images, random weights, CPU):
   fits, no cut and no optional verb), what it returns keeps the Outcome rules a trial checks too
   (:func:`zoo_bench.outcome_rules.outcome_problems`: an Outcome; one class in range per test image;
   scores of the right shape; validation predictions unless it declares ``val_predictions = False``;
-  trainable <= total parameters), and the same seed gives the same predictions.
+  trainable <= total parameters), and the same seed gives the same predictions. A strategy that
+  ``requires`` an optional verb the backend at hand lacks is skipped (``report.skipped`` says why).
 
 * each data source it registers: its options are a dict; listed from a folder the caller names
   (``check_plugin(..., datasets={"name": folder})``), it returns a :class:`zoo_bench.Listing` whose class
@@ -64,6 +65,7 @@ class ContractReport:
     checked: list[str] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     ran_on: dict[str, str] = field(default_factory=dict)  # strategy subject -> the backend it ran on
+    skipped: list[str] = field(default_factory=list)  # what could not run on the backend at hand, and why
 
     def fail(self, subject: str, why: str) -> None:
         self.failures.append(f"{subject}: {why}")
@@ -175,7 +177,10 @@ def check_backbone(backend_cls: type, spec: BackboneSpec, report: ContractReport
 
 
 def contract_cnn(pretrained: bool, image_size: int, weights_dir: str | None) -> tuple:
-    """A 3-block CNN whose "pretrained" weights are a fixed random draw: strategies run on it in seconds."""
+    """A 3-block CNN whose "pretrained" weights are a fixed random draw: strategies run on it in seconds.
+
+    Each block has what a strategy may single out: a 3 x 3 convolution without bias, BatchNorm, and a
+    pointwise convolution with a bias (BitFit's biases, the norm layers, LoRA's targets)."""
     import torch
     from torch import nn
 
@@ -183,7 +188,8 @@ def contract_cnn(pretrained: bool, image_size: int, weights_dir: str | None) -> 
     if pretrained:
         torch.manual_seed(1234)  # the same weights every time, like a weights file
     blocks = [nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
-                            nn.MaxPool2d(2)) for cin, cout in ((3, 8), (8, 16), (16, 16))]
+                            nn.Conv2d(cout, cout, 1), nn.ReLU(), nn.MaxPool2d(2))
+              for cin, cout in ((3, 8), (8, 16), (16, 16))]
     if pretrained:
         torch.random.set_rng_state(state)
     return blocks, ["block1", "block2", "block3"], 16
@@ -233,6 +239,11 @@ def check_strategy(cls: type, registry: Registry, report: ContractReport, backen
     backend_cls, spec, why_not = _strategy_backend(registry, backend)
     if backend_cls is None:
         report.fail(subject, why_not)
+        return
+    lacking = [verb for verb in getattr(cls, "requires", ()) if not backend_cls(device="cpu", precision="fp32").supports(verb)]
+    if lacking:
+        report.skipped.append(f"{subject}: not run: it requires {', '.join(lacking)}(), which the {backend_cls.name} "
+                              f"backend lacks" + ("; install torch to run it" if backend_cls is NumpyBackend else ""))
         return
     report.ran_on[subject] = backend_cls.name
     params = _capped({k: p.default for k, p in specs.items()})

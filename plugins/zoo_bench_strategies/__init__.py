@@ -4,9 +4,10 @@ None imports a framework: each speaks to the Backend API through its TrialContex
 """
 from zoo_bench import hookimpl
 
+from .peft import PEFT_STRATEGIES
 from .strategies import ALL_STRATEGIES
 
 
 @hookimpl
 def zoo_bench_register_strategies() -> list[type]:
-    return list(ALL_STRATEGIES)
+    return [*ALL_STRATEGIES, *PEFT_STRATEGIES]

@@ -315,10 +315,17 @@ class TorchBackend(Backend):
             by_depth.setdefault(depth.get(id(p), 0), []).append(p)
         return [{"params": ps, "lr": spec.lr * spec.layer_decay ** d} for d, ps in sorted(by_depth.items())]
 
+    def adapt(self, model: Any, adapter: Any) -> None:
+        from .adapters import adapt
+
+        adapt(model, adapter)
+
     def save_weights(self, model: Any, folder: Any) -> list[str]:
         from safetensors.torch import save_model
 
-        save_model(model, str(folder / "model.safetensors"))
+        from .adapters import merged
+
+        save_model(merged(model), str(folder / "model.safetensors"))  # LoRA merged: loads into the plain model
         return ["model.safetensors"]
 
     def load_weights(self, model: Any, folder: Any) -> None:

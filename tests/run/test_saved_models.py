@@ -63,6 +63,19 @@ def test_torch_models_reproduce_their_predictions(tmp_path, registry, tiny_weigh
         ["linear.npz", "model.json", "model.safetensors"], ["model.json", "model.safetensors"])
 
 
+def test_parameter_efficient_models_reproduce_their_predictions_lora_merged(tmp_path, registry, real_photos):
+    """bitfit, norm_tune and lora on real photos with EfficientNet-Lite0: the saved weights (LoRA merged into
+    the pointwise convolutions) load into the plain rebuilt network and score the test photos the same."""
+    body = photo_suite(real_photos, "torch", "efficientnet_lite0", 64,
+                       "[strategies.bitfit]\nepochs = 1\n[strategies.norm_tune]\nepochs = 1\n"
+                       "[strategies.lora]\nepochs = 1\nrank = 4\n")
+    store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache", save_models=True)
+    rows = {r["strategy"]: r for r in check_reproduces(store, registry)}
+    assert set(rows) == {"bitfit", "norm_tune", "lora"}
+    assert rows["bitfit"]["trainable_params"] < rows["norm_tune"]["trainable_params"] < rows["lora"]["trainable_params"]
+    assert rows["lora"]["total_params"] > rows["bitfit"]["total_params"]  # the updates, until merged
+
+
 def test_keras_models_reproduce_their_predictions(tmp_path, registry, real_photos):
     pytest.importorskip("keras")
     body = photo_suite(real_photos, "keras", "efficientnet_lite0", 64, STRATEGIES)

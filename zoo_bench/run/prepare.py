@@ -235,8 +235,9 @@ def prepare_run(suite: Suite, registry: Registry, options: RunOptions, run_dir: 
 
 def applicable(trials: list[Trial], suite: Suite, registry: Registry, listing: Listing
                ) -> tuple[list[Trial], list[tuple[str, str]]]:
-    """The trials whose configuration means something at their size (``Strategy.inapplicable``), and
-    (trial id, why) for the others: ``knn`` with ``k`` above the training images, say."""
+    """The trials whose configuration means something at their size (``Strategy.inapplicable``) and whose
+    backend has the verbs the strategy ``requires``, and (trial id, why) for the others: ``knn`` with ``k``
+    above the training images, ``lora`` on a backend without ``adapt``."""
 
     train_images: dict[int, int] = {}
     keep: list[Trial] = []
@@ -247,6 +248,11 @@ def applicable(trials: list[Trial], suite: Suite, registry: Registry, listing: L
             train_images[trial.size] = len(subset(listing, trial.size, 0, suite.dataset["val_fraction"]).train)
         why = None if cls is None else cls.inapplicable(with_defaults(trial.param_dict, cls.params),
                                                         train_images[trial.size])
+        backend_cls = registry.backends.get(trial.backend)
+        lacking = [] if cls is None or backend_cls is None else [
+            verb for verb in getattr(cls, "requires", ()) if not backend_cls.implements(verb)]
+        if why is None and lacking:
+            why = f"it requires {', '.join(lacking)}(), which backend {trial.backend!r} lacks"
         if why is None:
             keep.append(trial)
         else:
