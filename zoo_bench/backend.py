@@ -320,7 +320,7 @@ def pooling_kw(pooling: str) -> dict[str, str]:
 
 
 OPTIONAL_VERBS = ("logits", "fit_heads", "cut", "activations", "unfreeze_units", "set_dropout", "save_weights",
-                  "load_weights", "activation_maps", "adapt")  # what a backend may lack; Backend.supports says which it has
+                  "load_weights", "activation_maps", "adapt", "merge", "multiply_adds")  # what a backend may lack; Backend.supports says which it has
 
 
 class Backend(ABC):
@@ -496,6 +496,16 @@ class Backend(ABC):
         that load into the plain rebuilt model (LoRA merged).
         """
         raise self._lacks('adapt')
+
+    def merge(self, model: Any) -> Any:
+        """The model as it would be deployed: an adapted model's updates merged into its weights (LoRA), a
+        copy where that changes anything, else the model itself (optional verb). Inference cost is
+        measured on it; ``save_weights`` saves it."""
+        raise self._lacks('merge')
+
+    def multiply_adds(self, model: Any, image_size: int) -> int:
+        """Multiply-adds of one forward pass of one image through ``model`` (optional verb)."""
+        raise self._lacks('multiply_adds')
 
     @abstractmethod
     def fit(

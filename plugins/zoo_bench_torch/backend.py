@@ -320,6 +320,24 @@ class TorchBackend(Backend):
 
         adapt(model, adapter)
 
+    def merge(self, model: Any) -> Any:
+        from .adapters import merged
+
+        return merged(model)
+
+    def multiply_adds(self, model: Any, image_size: int) -> int:
+        from torch.utils.flop_counter import FlopCounterMode
+
+        modes = [(m, m.training) for m in model.modules()]
+        model.eval()
+        try:
+            with self.torch.inference_mode(), self._autocast(), FlopCounterMode(display=False) as counter:
+                model(self.torch.zeros((1, 3, image_size, image_size), device=self._device))
+        finally:
+            for m, mode in modes:
+                m.training = mode
+        return int(counter.get_total_flops() // 2)
+
     def save_weights(self, model: Any, folder: Any) -> list[str]:
         from safetensors.torch import save_model
 

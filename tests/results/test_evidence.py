@@ -16,7 +16,7 @@ SEEDS = [0, 1, 2, 3, 4]
 
 
 def _write_trial(run_dir, store, strategy, seed, correct, *, size=100, backbone="efficientnet_lite0", root="/data/a",
-                 train_time=1.0, params=1000, images=None):
+                 train_time=1.0, params=1000, images=None, latency=None):
     labels = np.arange(len(correct)) % 2
     pred = np.where(correct, labels, 1 - labels)
     paths = images if images is not None else [f"{root}/test/{'cat' if l == 0 else 'dog'}/{i:04d}.jpg"
@@ -28,7 +28,7 @@ def _write_trial(run_dir, store, strategy, seed, correct, *, size=100, backbone=
                   "backbone": backbone, "strategy": strategy, "params": {}, "size_per_class": size, "seed": seed,
                   "status": "ok", "test_accuracy": float(np.mean(correct)), "test_images": len(correct),
                   "train_time_s": train_time, "wall_s": train_time + 2.0, "trainable_params": params,
-                  "predictions_file": name})
+                  "predictions_file": name, "latency_ms": latency})
 
 
 def _flip(correct, count, rng, to=False):
@@ -83,6 +83,21 @@ def test_known_recommendation_as_data_and_text(known_run):
     [(_, _, _, pairs)] = table.cells
     assert len(pairs) == 6 and all(c.p_holm >= c.diff.p for c in pairs)
     assert all(c.a.accuracy >= c.b.accuracy for c in pairs)
+
+
+def test_the_recommendation_names_the_fastest_to_run_of_the_tied_best(tmp_path):
+    run_dir = tmp_path / "run"
+    store = RunStore(run_dir)
+    store.write_meta({"suite_name": "fast", "suite": {}, "selection": None, "started_at": "now"})
+    rng = np.random.default_rng(1)
+    for seed in SEEDS:
+        best = np.ones(N, bool)
+        best[rng.choice(N, 100, replace=False)] = False
+        _write_trial(run_dir, store, "full", seed, best, train_time=90.0, params=4_000_000, latency=31.0)
+        _write_trial(run_dir, store, "lora", seed, _flip(best, 1, rng), train_time=80.0, params=180_000, latency=24.5)
+    [rec] = _analyse(run_dir).tables[0].recommendations
+    assert rec.as_dict()["fastest_to_run"] == "lora" and rec.as_dict()["best"]["latency_ms"] == 31.0
+    assert rec.text().endswith("fastest to run: lora (24.5 ms an image against 31.0).")
 
 
 def test_the_suite_sets_the_equivalence_margin(known_run):

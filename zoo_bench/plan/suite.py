@@ -46,7 +46,7 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
     "run": {
         "backends": (REQUIRED, "list[str]"), "backbones": (REQUIRED, "list[str]"),
         "batch_size": (32, "int"), "min_batch_size": (2, "int"), "image_size": (0, "int"), "precision": ("auto", "str"),
-        "device": ("auto", "str"), "compile": (False, "bool"),
+        "device": ("auto", "str"), "compile": (False, "bool"), "inference_cost": (True, "bool"),
     },
 }
 TOP_LEVEL = ("suite", "dataset", "run", "compare", "select", "ray", "strategies", "profiles")
@@ -76,6 +76,7 @@ class Suite:
     strategy_backbones: dict[str, tuple[str, ...]] = field(default_factory=dict)
     min_batch_size: int = 2  # out-of-memory retries halve the batch size down to this
     compile: bool = False  # compile the network for pixel epochs where the backend can (torch.compile)
+    inference_cost: bool = True  # measure each trained model's latency, throughput, multiply-adds and size
     select_metric: str | None = None  # model selection on validation when set ([select])
     tuned: dict[str, tuple[str, ...]] = field(default_factory=dict)  # strategy -> parameters selected over
     tuned_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)  # strategy -> their default values
@@ -297,6 +298,7 @@ def parse_suite(
         backends=tuple(run["backends"]), backbones=tuple(run["backbones"]), batch_size=run["batch_size"],
         image_size=run["image_size"] or None, precision=run["precision"], device=run["device"],
         strategies=strategies, strategy_backbones=strategy_backbones, min_batch_size=run["min_batch_size"], compile=run["compile"],
+        inference_cost=run["inference_cost"],
         select_metric=values["select"]["metric"] if "select" in data else None, tuned=tuned,
         refit=bool(values["select"].get("refit") or values["select"].get("folds")) if "select" in data else False,
         folds=int(values["select"].get("folds") or 0) if "select" in data else 0,

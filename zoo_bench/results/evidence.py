@@ -47,6 +47,7 @@ class Config:
     cost_s: float | None
     trainable_params: int | None
     order: int = 0  # position in the table, for ties
+    latency_ms: float | None = None  # inference at batch 1, as deployed (run.inference_cost)
 
     @property
     def seeds(self) -> list[int]:
@@ -177,9 +178,11 @@ def configs(df: pd.DataFrame, tuned: bool = False) -> list[Config]:
         rows = {int(r["seed"]): r for r in g.to_dict("records")}
         costs = [c for c in (cost_of(r, tuned) for r in rows.values()) if c is not None]
         params = [int(p) for p in g["trainable_params"] if _num(p) is not None]
+        latency = [v for v in (_num(r.get("latency_ms")) for r in rows.values()) if v is not None]
         out.append(Config(str(backend), str(backbone), str(label), int(size), rows,
                           100 * float(pd.to_numeric(g["test_accuracy"]).mean()),
-                          sum(costs) / len(costs) if costs else None, params[0] if params else None, order))
+                          sum(costs) / len(costs) if costs else None, params[0] if params else None, order,
+                          sum(latency) / len(latency) if latency else None))
     return out
 
 
@@ -237,6 +240,11 @@ class Recommendation:
         return (min(timed, key=lambda c: (c.cost_s, c.order)) if timed else None,
                 min(counted, key=lambda c: (c.trainable_params, c.order)) if counted else None)
 
+    def fastest(self) -> Config | None:
+        """The quickest to run (latency at batch 1) among the best and its equivalents."""
+        pool = [c for c in [self.best] + [c.a for c in self.members("equivalent")] if c.latency_ms is not None]
+        return min(pool, key=lambda c: (c.latency_ms, c.order)) if pool else None
+
     def one_seed(self) -> bool:
         return all(c.diff is None or c.diff.seeds == 1 for c in self.versus) and len(self.best.rows) == 1
 
@@ -273,6 +281,11 @@ class Recommendation:
                              + (", the best itself)" if by_params is self.best else
                                 f" against {format_count(self.best.trainable_params)})"
                                 if self.best.trainable_params is not None else ")"))
+            fastest = self.fastest()
+            if fastest is not None:
+                parts.append(f"fastest to run: {fastest.name(wb)} ({fastest.latency_ms:.1f} ms an image"
+                             + (", the best itself)" if fastest is self.best else
+                                f" against {self.best.latency_ms:.1f})" if self.best.latency_ms is not None else ")"))
         return "; ".join(parts) + "."
 
     def as_dict(self) -> dict[str, Any]:
@@ -281,7 +294,7 @@ class Recommendation:
 
         def entry(c: Config) -> dict[str, Any]:
             return {"config": c.name(wb), "accuracy": c.accuracy, "seeds": c.seeds, "cost_s": c.cost_s,
-                    "trainable_params": c.trainable_params}
+                    "trainable_params": c.trainable_params, "latency_ms": c.latency_ms}
 
         return {
             "backend": self.backend, "backbone": self.backbone, "size": self.size, "equivalence": self.equivalence,
@@ -293,6 +306,8 @@ class Recommendation:
             "not_compared": [c.a.name(wb) for c in self.members("not compared")],
             "cheapest_by_time": by_time.name(wb) if by_time is not None and self.members("equivalent") else None,
             "fewest_params": by_params.name(wb) if by_params is not None and self.members("equivalent") else None,
+            "fastest_to_run": (self.fastest().name(wb) if self.fastest() is not None and self.members("equivalent")
+                               else None),
             "text": self.text(),
         }
 

@@ -114,6 +114,18 @@ ROW_FIELDS: tuple[Fields, ...] = (
            'peak accelerator memory allocated during the trial on GPU; on CPU the peak resident memory of the '
            'process sampled every 50 ms during the trial (it includes the image and feature caches)', baseline=True),
     Fields(('peak_memory_kind',), 'str', '`accelerator` or `process_rss`'),
+    Fields(('latency_ms', 'throughput_ips'), 'float or null',
+           'the trained model as deployed (LoRA merged; a probe: its base\'s features): milliseconds to predict one '
+           'image (median of 20 after 3 untimed) and images per second in batches of the suite\'s size, on the '
+           "trial's device and precision; measured once per architecture (backbone, image size, head, pooling, "
+           'classes) in the process and shared by its trials; null with `[run] inference_cost = false`'),
+    Fields(('multiply_adds',), 'int or null',
+           "multiply-adds of one image's forward pass (torch: `FlopCounterMode` FLOPs / 2); null where the backend "
+           'cannot count them'),
+    Fields(('model_mb', 'delta_mb'), 'float or null',
+           'MB (10^6 bytes) of the deployable model as saved (base and head, or base and probe), and of what '
+           'training changed (the trainable parameters at 4 bytes: everything for `full`, biases and head for '
+           '`bitfit`)'),
     Fields(('trainable_params', 'total_params'), 'int',
            "parameters trained / in the whole model (base + head; for `svm`, the SVM's weights)", baseline=True),
     Fields(('skipped_images',), 'int',
@@ -142,7 +154,7 @@ ROW_FIELDS: tuple[Fields, ...] = (
            'CPU threads of the worker process that ran the trial, where a CPU pool split the cores (`--workers N`); '
            "null when the frameworks' defaults applied. `compare` treats different values as different machines for "
            'timing', baseline=True),
-    Fields(('wall_s',), 'float', 'seconds the whole trial took, decoding and evaluation included', baseline=True),
+    Fields(('wall_s',), 'float', 'seconds the whole trial took, decoding and evaluation included (and, for the first trial of an architecture, measuring its inference cost)', baseline=True),
     Fields(('finished_at',), 'str', 'ISO time'),
 )
 

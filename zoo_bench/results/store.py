@@ -37,9 +37,9 @@ def new_run_id() -> str:
 class RunStore:
     """One run folder. Rows are appended and flushed as each trial ends, so a crash loses none."""
 
-    def __init__(self, run_dir: Path):
-        self.run_dir = run_dir
-        self.jsonl = run_dir / "trials.jsonl"
+    def __init__(self, run_dir: Path | str):
+        self.run_dir = Path(run_dir)  # a str from a notebook works too
+        self.jsonl = self.run_dir / "trials.jsonl"
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         """Write ``run.json`` (kept from the first start; later resumes are appended to ``resumes``)."""
@@ -179,7 +179,7 @@ def row_labels(df: pd.DataFrame) -> list[str]:
             for s, p in zip(df["strategy"], df["params"])]
 
 
-def load_run(run_dir: Path) -> pd.DataFrame:
+def load_run(run_dir: Path | str) -> pd.DataFrame:
     """A run folder's trials as a DataFrame (from the jsonl, so it works mid-run too), in suite order."""
     store = RunStore(run_dir)
     return in_suite_order(to_dataframe(store.rows()), store.meta().get("suite") or {})

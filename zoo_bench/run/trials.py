@@ -34,7 +34,7 @@ from ..plugins import Registry
 from ..results.fields import blank_row
 from ..results.store import atomic_write, now_iso
 from ..strategy import Outcome, Strategy
-from . import saved_models
+from . import inference_cost, saved_models
 from .activation_maps import save_maps
 from .memory import PeakRSS
 from .sweeps import HeadSweeps, sweep_key
@@ -122,6 +122,7 @@ class TrialRunner:
         self.images = ImageCache(options.cache_dir)
         self.features = FeatureCache(options.cache_dir / "features" if options.cache_dir else None)
         self.head_sweeps = HeadSweeps()
+        self._costs: dict[tuple, inference_cost.InferenceCost] = {}  # architecture -> its measured cost
         self._test: dict[Any, Any] = {}  # resize policy -> the stacked test part, shared by every trial
         self._skipped: dict[str, str] = {}
         self._trial: Trial | None = None
@@ -232,6 +233,8 @@ class TrialRunner:
                                if self.options.save_models else None)
         fields["activation_maps_file"] = (self._activation_maps(trial, ctx, classifier, test)
                                           if self.options.activation_maps else None)
+        fields.update(self._inference_cost(trial, ctx, outcome, classifier, strategy, params)
+                      if self.suite.inference_cost else dict.fromkeys(inference_cost.FIELDS))
         measured = ctx.measured
         return {
             **fields, **cv,
@@ -312,6 +315,33 @@ class TrialRunner:
         except Exception as exc:  # the trial's result stands
             self.events.note(trial, f"no activation maps: {one_line(exc)}")
         return None
+
+    def _inference_cost(self, trial: Trial, ctx: TrialContext, outcome: Outcome, classifier: "_Classifier",
+                        strategy: Strategy, params: dict[str, Any]) -> dict[str, Any]:
+        """The trained model's inference cost (:mod:`zoo_bench.run.inference_cost`), measured once per
+        architecture in this process and shared by the trials of that architecture; nulls with a note
+        where it cannot be measured."""
+        try:
+            probe = outcome.model is None or outcome.linear is not None
+            head = strategy.head(params)
+            pooling = strategy.pooling(params)
+            key = (trial.backend, trial.backbone, ctx.image_size, ctx.batch_size, ctx.num_classes, pooling,
+                   "probe" if probe else tuple(head.hidden) if head else "own head")
+            if key not in self._costs:
+                if probe:
+                    base = ctx.feature_cache.frozen_base(ctx.backend, ctx.spec, ctx.image_size)
+                    self._costs[key] = inference_cost.measure(ctx.backend, None, ctx.image_size, ctx.batch_size,
+                                                              features_of=base, pooling=pooling)
+                else:
+                    self._costs[key] = inference_cost.measure(ctx.backend, classifier.model, ctx.image_size,
+                                                              ctx.batch_size)
+            fields = self._costs[key].fields(outcome.trainable_params)
+            if probe and fields["model_mb"] is not None and fields["delta_mb"] is not None:
+                fields["model_mb"] += fields["delta_mb"]  # the base and the probe's own weights
+            return fields
+        except Exception as exc:  # the trial's result stands; its cost is missing and said so
+            self.events.note(trial, f"inference cost not measured: {one_line(exc)}")
+        return dict.fromkeys(inference_cost.FIELDS)
 
     def _save_model(self, trial: Trial, ctx: TrialContext, outcome: Outcome, classifier: "_Classifier",
                     strategy: Strategy, params: dict[str, Any], resize: Any) -> str | None:

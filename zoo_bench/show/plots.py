@@ -418,6 +418,85 @@ def cost_plot(df: pd.DataFrame, path: Path, title: str) -> Path | None:
     return path
 
 
+def _compact(x: float) -> str:
+    """An axis number as people write counts: 3k, 1.3M, 25."""
+    for scale, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(x) >= scale:
+            return f"{x / scale:g}{suffix}"
+    return f"{x:g}"
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The (cost, accuracy) points no other point beats on both (cheaper or as cheap, and more accurate or as
+    accurate, one of them strictly), cheapest first."""
+    front: list[tuple[float, float]] = []
+    for cost, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or accuracy > front[-1][1]:
+            front.append((cost, accuracy))
+    return front
+
+
+def deployment_plot(df: pd.DataFrame, path: Path, title: str) -> Path | None:
+    """Mean test accuracy of each configuration against its trained parameters and against its inference
+    latency, a row per size, every backbone in one panel, the Pareto front of each panel drawn: what a
+    deployment pays for accuracy. None without ok trials that carry both numbers."""
+    ok = df[(df["status"] == "ok") & df["test_accuracy"].notna()]
+    if ok.empty or "latency_ms" not in ok.columns:
+        return None
+    ok = ok.assign(label=[f"{b} {lab}" if ok["backbone"].nunique() > 1 else lab
+                          for b, lab in zip(ok["backbone"], row_labels(ok))])
+    means = ok.groupby(["label", "size_per_class"], sort=True).agg(
+        accuracy=("test_accuracy", "mean"), params=("trainable_params", "mean"),
+        latency=("latency_ms", "mean")).reset_index()
+    axes_of = [("params", "trained parameters"), ("latency", "inference latency at batch 1 (ms)")]
+    usable = means[means["params"].gt(0) | means["latency"].gt(0)]
+    if usable.empty:
+        return None
+    plt = _pyplot()
+    import matplotlib
+    from matplotlib.lines import Line2D
+
+    labels = sorted(usable["label"].unique(), key=_natural)
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    colours = {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
+    sizes = sorted(usable["size_per_class"].unique())[:4]
+    fig, axes = plt.subplots(len(sizes), 2, figsize=(12.0, 4.2 * len(sizes)), squeeze=False)
+    for row, size in zip(axes, sizes):
+        at = usable[usable["size_per_class"] == size]
+        for ax, (column, axis) in zip(row, axes_of):
+            points = at[at[column].notna() & (at[column] > 0)]
+            for _, r in points.iterrows():
+                ax.scatter(r[column], r["accuracy"] * 100, color=colours[r["label"]], s=46, edgecolors="black",
+                           linewidths=0.4, zorder=3)
+            front = pareto_front(list(zip(points[column], points["accuracy"] * 100)))
+            if front:
+                xs, ys = zip(*front)
+                ax.step(xs, ys, where="post", color="0.3", linestyle="--", linewidth=1, zorder=2,
+                        label="Pareto front")
+                ax.scatter(xs, ys, s=140, facecolors="none", edgecolors="0.2", linewidths=1.0, zorder=4)
+            values = points[column]
+            if len(values) and values.max() / values.min() > 10:  # a log axis only where it spans decades
+                ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: _compact(x)))
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+            ax.set_xlabel(axis)
+            ax.set_ylabel("mean test accuracy (%)")
+            low, high = ax.get_ylim()
+            ax.set_ylim(low, min(high, 100.5))
+            ax.set_title(f"n={size} per class", fontsize=10)
+            ax.grid(True, which="both", alpha=0.25)
+    handles = [Line2D([], [], ls="none", marker="o", ms=8, color=colours[lab], mec="black", mew=0.4, label=lab)
+               for lab in labels]
+    handles.append(Line2D([], [], ls="--", color="0.3", marker="o", mfc="none", mec="0.2", ms=10,
+                          label="Pareto front (circled)"))
+    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
+    fig.suptitle(f"{title}: accuracy against what training changed and what inference costs (means over seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def configuration_of(trial_id: str) -> str:
     """A trial id without its seed: the configuration whose seeds are summed."""
     return trial_id.rsplit("/seed=", 1)[0]
@@ -519,7 +598,7 @@ def plot_run(df: pd.DataFrame, out_dir: Path, title: str, classes: list[str] | N
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = [accuracy_plot(df, out_dir / "accuracy.png", title), time_plot(df, out_dir / "epoch_time.png", title),
              learning_curves_plot(df, out_dir / "learning_curves.png", title),
-             cost_plot(df, out_dir / "cost.png", title),
+             cost_plot(df, out_dir / "cost.png", title), deployment_plot(df, out_dir / "deployment.png", title),
              versus_plot(evidence, out_dir / "versus.png", title) if evidence is not None else None]
     for k, group in enumerate(confusion_configurations(df, classes), start=1):
         summed = f"\nsummed over {group.seeds} seeds" if group.seeds > 1 else ""
