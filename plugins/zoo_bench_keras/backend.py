@@ -189,6 +189,11 @@ class KerasBackend(Backend):
         model.head.trainable = True
         base.inference_bn = bn_inference or parts is not None
 
+    def adapt(self, model: Any, adapter: Any) -> None:
+        from .adapters import adapt
+
+        adapt(self.keras, model, adapter)
+
     def unfreeze_units(self, base: Any) -> tuple[list[str], list[str]]:
         return list(base.block_names), [layer.name for layer in base.layers if layer.weights]
 
