@@ -139,7 +139,8 @@ def test_quickstart_end_to_end(tmp_path):
               "--cache-dir", tmp_path / "c", "--no-progress")
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [json.loads(l) for l in (tmp_path / "res/quickstart/e2e/trials.jsonl").read_text().splitlines()]
-    assert {r["strategy"] for r in rows} == {"svm", "last_layer", "last_n", "fpt", "full", "scratch"}
+    assert {r["strategy"] for r in rows} == {"svm", "last_layer", "last_n", "fpt", "full", "scratch", "bitfit",
+                                            "norm_tune", "lora"}
     assert all(r["status"] == "ok" for r in rows)
     assert (tmp_path / "res/quickstart/e2e/trials.parquet").exists()
     assert "n=40/class" in proc.stdout
