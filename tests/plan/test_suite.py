@@ -52,7 +52,8 @@ def test_unknown_names_list_allowed_values(tmp_path, registry):
     assert "run.backbones[1]: unknown backbone 'resnet5O' for backend 'torch' (allowed: " in text
     assert "resnet50" in text
     assert "dataset.source: unknown data-set source 'flder' (allowed: folder, kaggle-flat, synthetic)" in text
-    assert "strategies.svn: unknown strategy (allowed: fpt, frozen_pixels, full, knn, last_layer, last_n, logreg, scratch, svm)" in text
+    assert ("strategies.svn: unknown strategy (allowed: bitfit, fpt, frozen_pixels, full, knn, last_layer, last_n, logreg, "
+            "lora, norm_tune, scratch, svm)") in text
 
 
 def test_unknown_backend(tmp_path, registry):
