@@ -490,7 +490,8 @@ def deployment_plot(df: pd.DataFrame, path: Path, title: str) -> Path | None:
     handles.append(Line2D([], [], ls="--", color="0.3", marker="o", mfc="none", mec="0.2", ms=10,
                           label="Pareto front (circled)"))
     fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
-    fig.suptitle(f"{title}: accuracy against what training changed and what inference costs (means over seeds)")
+    fig.suptitle(f"{title}: accuracy against what training changed and what inference costs\n(means over seeds: "
+                 "`zoo-bench show RUN --versus` says which differences the paired test separates)")
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
