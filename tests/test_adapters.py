@@ -93,7 +93,7 @@ def test_a_merged_lora_model_computes_what_the_unmerged_one_does_and_loads_into_
 
 
 def test_a_lora_target_that_matches_nothing_names_the_layers_there_are():
-    with pytest.raises(ZooBenchError, match=r"lora target '\*qkv' match no linear layer or pointwise convolution "
+    with pytest.raises(ZooBenchError, match=r"lora target '\*qkv' matches no linear layer or pointwise convolution "
                                             r"\(there are: blocks.0.3, blocks.1.3, blocks.2.3\)"):
         adapted("lora", targets=("*qkv",))
 
@@ -125,3 +125,67 @@ def test_our_lora_computes_what_peft_does():
     theirs.layer.lora_B["default"].weight.data.copy_(ours.up.weight)
     x = torch.randn(5, 12)
     assert torch.allclose(ours(x), theirs(x), atol=1e-6)
+
+
+def vit_model(seed: int = 0):
+    """timm's test_vit (6 blocks of width 64, patch 16) with random weights at 32 px, and a linear head."""
+    pytest.importorskip("timm")
+    backend = TorchBackend(device="cpu", precision="fp32")
+    backend.seed(seed)
+    spec = load_plugins().backbone("torch", "timm:test_vit")
+    base = backend.build_base(spec, pretrained=False, image_size=32)
+    return backend, spec, backend.attach(base, backend.new_head(backend.feature_dim(base), 2, HeadSpec((), 0.0)))
+
+
+@pytest.mark.parametrize("deep, layers", [(True, 6), (False, 1)])
+def test_vpt_trains_only_its_prompts_and_the_head_and_counts_them_by_hand(deep, layers):
+    from zoo_bench_torch.adapters import Prompts
+
+    backend, _, model = vit_model()
+    _, plain = backend.count_params(model)
+    backend.adapt(model, Adapter("prompt", prompts=4, deep=deep))
+    assert isinstance(model.base.prompts, Prompts) and model.base.prompts.tokens.shape == (layers, 4, 64)
+    assert backend.count_params(model) == (layers * 4 * 64 + 64 * 2 + 2, plain + layers * 4 * 64)
+    assert changed_by_training(backend, model) == {"base.prompts.tokens", "head.0.weight", "head.0.bias"}
+
+
+def test_prompt_tuning_runs_timms_own_forward_and_keeps_the_prompts_out_of_the_pooled_features():
+    """With no prompts, Prompts.features is timm's forward_features to the bit; with prompts, the class token
+    sees them through attention and the pooled features keep their width."""
+    from zoo_bench_torch.adapters import Prompts
+
+    _, _, model = vit_model()
+    vit = model.base.model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(Prompts(torch.zeros(6, 0, 64)).features(vit, x), vit.forward_features(x))
+        prompted = Prompts.initial(vit, 3, deep=True).features(vit, x)
+    assert prompted.shape == vit.forward_features(x).shape  # (2, 1 + 4 patches, 64): the prompts dropped
+    assert not torch.allclose(prompted[:, 0], vit.forward_features(x)[:, 0])
+
+
+def test_prompts_are_saved_beside_the_weights_and_the_rebuilt_model_predicts_the_same(tmp_path):
+    backend, spec, model = vit_model()
+    backend.adapt(model, Adapter("prompt", prompts=2, deep=False))
+    with torch.no_grad():
+        model.base.prompts.tokens.normal_()
+    x = images(6)[0]
+    assert backend.save_weights(model, tmp_path) == ["model.safetensors", "prompts.safetensors"]
+    _, _, rebuilt = vit_model(seed=1)
+    assert "base.prompts.tokens" not in rebuilt.state_dict()
+    backend.load_weights(rebuilt, tmp_path)
+    assert rebuilt.base.prompts.tokens.shape == (1, 2, 64)
+    assert np.abs(backend.logits(rebuilt, x, 3) - backend.logits(model, x, 3)).max() < 1e-5
+    assert set(model.state_dict()) == set(rebuilt.state_dict())  # the weights file is the plain network's
+
+
+def test_prompts_on_a_cnn_are_refused_in_one_line():
+    with pytest.raises(ZooBenchError, match=r"^prompts need a timm vision transformer \(timm's VisionTransformer: "
+                                            r"timm:vit_\*, timm:deit_\*\); this backbone is not a timm model$"):
+        adapted("prompt")
+    backend = TorchBackend(device="cpu")
+    spec = load_plugins().backbone("torch", "timm:test_convnext")
+    base = backend.build_base(spec, pretrained=False, image_size=32)
+    model = backend.attach(base, backend.new_head(backend.feature_dim(base), 2, HeadSpec()))
+    with pytest.raises(ZooBenchError, match=r"; this backbone is a timm ConvNeXt$"):
+        backend.adapt(model, Adapter("prompt"))

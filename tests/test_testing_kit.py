@@ -33,17 +33,17 @@ def test_the_strategies_plugin_keeps_the_contract():
     report = check_plugin(zoo_bench_strategies)
     assert {c.split("'")[1] for c in report.checked} == {"svm", "logreg", "knn", "last_layer", "frozen_pixels",
                                                          "last_n", "fpt", "full", "scratch", "bitfit", "norm_tune",
-                                                         "lora"}
-    assert set(report.ran_on.values()) == {"torch"} and len(report.ran_on) == 12 and report.skipped == []
+                                                         "lora", "vpt"}
+    assert set(report.ran_on.values()) == {"torch"} and len(report.ran_on) == 13 and report.skipped == []
 
 
 def test_the_strategies_keep_the_contract_on_the_numpy_reference_backend_too():
     import zoo_bench_strategies
 
     report = check_plugin(zoo_bench_strategies, strategy_backend="numpy")
-    assert len(report.checked) == 12 and len(report.ran_on) == 9 and set(report.ran_on.values()) == {"numpy"}
+    assert len(report.checked) == 13 and len(report.ran_on) == 9 and set(report.ran_on.values()) == {"numpy"}
     assert report.skipped == [f"strategy {name!r}: not run: it requires adapt(), which the numpy backend lacks; "
-                              "install torch to run it" for name in ("bitfit", "norm_tune", "lora")]
+                              "install torch to run it" for name in ("bitfit", "norm_tune", "lora", "vpt")]
 
 
 def test_without_torch_strategies_are_checked_on_the_numpy_backend(tmp_path):
@@ -87,10 +87,41 @@ def test_without_torch_strategies_are_checked_on_the_numpy_backend(tmp_path):
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     first, second, torch_loaded = done.stdout.strip().splitlines()[-3:]
-    assert first == "9 3 ['numpy'] []"
+    assert first == "9 4 ['numpy'] []"
     assert "run() with its defaults on the numpy backend raised ZooBenchError: backend 'numpy' does not implement " \
            "logits()" in second and "checked with torch (pip install 'zoo-bench[torch]')" in second, second
     assert torch_loaded == "False"
+
+
+def test_a_strategy_for_vision_transformers_only_is_checked_on_a_small_vision_transformer(tmp_path, monkeypatch):
+    """``backbone_families = ("vit",)``: check_plugin runs it on timm's test_vit (fixed random weights, 32 px),
+    never on the contract CNN."""
+    pytest.importorskip("timm")
+    plugin = tmp_path / "vit_only.py"
+    plugin.write_text(textwrap.dedent('''
+        import numpy as np
+        from zoo_bench import HeadSpec, Outcome, Strategy, hookimpl
+
+        class VitOnly(Strategy):
+            name = "vit_only"
+            backbone_families = ("vit",)
+            def run(self, ctx, params):
+                assert ctx.spec.family == "vit", ctx.spec.name
+                base = ctx.new_base(pretrained=True)
+                assert type(base.model).__name__ == "VisionTransformer", type(base.model)
+                model = ctx.attach(base, ctx.new_head(ctx.feature_dim(base), (), 0.0))
+                pred = ctx.backend.predict(model, ctx.test.images, ctx.batch_size)
+                return Outcome(test_pred=pred, val_pred=ctx.backend.predict(model, ctx.val.images, ctx.batch_size))
+
+        @hookimpl
+        def zoo_bench_register_strategies():
+            return [VitOnly]
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import vit_only
+
+    report = check_plugin(vit_only)
+    assert report.ran_on == {"strategy 'vit_only'": "torch"} and report.skipped == []
 
 
 def test_a_third_party_style_backbone_plugin_keeps_the_contract():

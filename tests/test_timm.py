@@ -245,7 +245,10 @@ def test_every_strategy_runs_on_a_timm_cnn_and_a_timm_vit_on_real_photos(tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "res/timm_tiny/r/trials.jsonl").read_text().splitlines()]
     assert {(r["backbone"], r["strategy"]) for r in rows if r["status"] == "ok"} == {
-        (f"timm:{b}", s) for b in (VIT, CNN) for s in ("svm", "last_layer", "last_n", "fpt", "full", "scratch")}
+        (f"timm:{b}", s) for b in (VIT, CNN) for s in ("svm", "last_layer", "last_n", "fpt", "full", "scratch",
+                                                       "bitfit", "norm_tune", "lora")} | {(f"timm:{VIT}", "vpt")}
+    assert f"not run: torch/timm:{CNN}/vpt[" in proc.stderr
+    assert f"vpt runs on timm vision transformers (timm:vit_*, timm:deit_*) only; timm:{CNN} is not one" in proc.stderr
     for r in rows:
         assert (r["image_size"], r["crop_pct"], r["interpolation"]) == (160, 0.95, "bicubic")
         assert r["weights"] == ("none" if r["strategy"] == "scratch" else r["backbone"])

@@ -10,6 +10,10 @@ counts exactly what trains.
 * ``lora`` (Hu et al. 2022): a low-rank update ``scale * B A`` beside each targeted linear or
   convolution layer, ``scale = alpha / rank``, B starting at zero so training starts from the
   pretrained network; merged into the layer's weight when the model is saved.
+* ``prompt`` (VPT, Jia et al. 2022): ``prompts`` learned tokens joined to a vision transformer's token
+  sequence after its class token; ``deep`` gives every block its own (VPT-deep), else only the first block
+  gets them (VPT-shallow). Nothing of the base trains. They change the network's input, so they cannot
+  be merged: they are saved beside the weights.
 
 ``update_stats`` lets BatchNorm's running statistics follow the new data; by default they keep their
 pretrained values (the layers run in inference mode), as ``full`` does.
@@ -21,8 +25,8 @@ from dataclasses import dataclass
 
 from .errors import ZooBenchError
 
-KINDS = ("bias", "norm", "lora")
-AUTO = "auto"  # lora targets: attention qkv and projections of a vision transformer, else pointwise convolutions
+KINDS = ("bias", "norm", "lora", "prompt")
+AUTO = "auto"  # lora targets: a vision transformer's attention qkv and projections, else pointwise convolutions
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,8 @@ class Adapter:
     alpha: float = 8.0
     dropout: float = 0.0
     targets: tuple[str, ...] = (AUTO,)
+    prompts: int = 10
+    deep: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -57,7 +63,7 @@ def match_targets(patterns: tuple[str, ...], candidates: list[str], automatic: l
         found = automatic if pattern == AUTO else [c for c in candidates if fnmatch.fnmatchcase(c, pattern)]
         if not found:
             sample = ", ".join(candidates[:6]) + (f", ... ({len(candidates)} in all)" if len(candidates) > 6 else "")
-            what = "its default targets" if pattern == AUTO else f"target {pattern!r}"
-            raise ZooBenchError(f"lora {what} match no linear layer or pointwise convolution (there are: {sample})")
+            what = "lora's default targets match" if pattern == AUTO else f"lora target {pattern!r} matches"
+            raise ZooBenchError(f"{what} no linear layer or pointwise convolution (there are: {sample})")
         chosen.update(dict.fromkeys(found))
     return list(chosen)

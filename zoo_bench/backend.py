@@ -40,6 +40,9 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+FAMILIES = {"vit": "timm vision transformers (timm:vit_*, timm:deit_*)"}  # BackboneSpec.family: what each means
+
+
 @dataclass(frozen=True)
 class BackboneSpec:
     """A pretrained model a backend can build.
@@ -58,6 +61,9 @@ class BackboneSpec:
             ``floor(size / crop_pct)`` with that filter, then the centre square.
         weights_present: ``weights_present(weights_dir)`` says whether the pretrained weights are on
             this machine already (``zoo-bench list backbones``); None when the plugin cannot tell.
+        family: the architecture family, for strategies that run on one only (``Strategy.backbone_families``):
+            ``"vit"`` for a vision transformer whose token sequence a strategy may extend (timm's
+            ``VisionTransformer``: ``vit_*``, ``deit_*``); empty where no strategy needs to know.
     """
 
     name: str
@@ -72,6 +78,7 @@ class BackboneSpec:
     interpolation: str = "bilinear"
     crop_mode: str = "center"
     weights_present: Callable[[str | None], bool] | None = None
+    family: str = ""
 
     def present(self, weights_dir: str | None) -> bool | None:
         """Whether the pretrained weights are on this machine: None when there are none or the plugin

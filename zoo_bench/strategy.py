@@ -84,6 +84,9 @@ class Strategy(ABC):
         requires: the optional Backend verbs ``run`` cannot do without (``("adapt",)`` for the
             parameter-efficient strategies); on a backend that lacks one, its trials are not run, with a
             line saying so, and ``check_plugin`` skips the strategy there, saying why.
+        backbone_families: the :attr:`BackboneSpec.family` values it runs on (``("vit",)`` for ``vpt``);
+            empty: any backbone. Its trials on other backbones are not run, with a line saying so, and
+            ``check_plugin`` runs it on a small network of the first family it names.
         description: one line for ``zoo-bench plugins``.
     """
 
@@ -97,6 +100,7 @@ class Strategy(ABC):
     simpler: ClassVar[dict[str, str]] = {}
     val_predictions: ClassVar[bool] = True
     requires: ClassVar[tuple[str, ...]] = ()
+    backbone_families: ClassVar[tuple[str, ...]] = ()
     description: ClassVar[str] = ""
 
     @classmethod
@@ -117,6 +121,13 @@ class Strategy(ABC):
         """Why a configuration has no meaning at a size of the data set (``train_images`` training images
         after the validation split), or None. Such trials are not run; the run says so in one line each."""
         return None
+
+    @classmethod
+    def deployed_extras(cls, params: dict[str, Any]) -> tuple:
+        """What this configuration's deployed network runs besides its base and head (VPT's prompts: their
+        count and depth), as a key: trials whose keys differ are measured for inference cost apart.
+        Empty (the default) for a network that is its base and head once any update is merged."""
+        return ()
 
     @classmethod
     def pooling(cls, params: dict[str, Any]) -> str:

@@ -25,7 +25,9 @@ What is checked (on small random images, random weights, CPU):
   (:func:`zoo_bench.outcome_rules.outcome_problems`: an Outcome; one class in range per test image;
   scores of the right shape; validation predictions unless it declares ``val_predictions = False``;
   trainable <= total parameters), and the same seed gives the same predictions. A strategy that
-  ``requires`` an optional verb the backend at hand lacks is skipped (``report.skipped`` says why).
+  ``requires`` an optional verb the backend at hand lacks is skipped (``report.skipped`` says why); one
+  that runs on a family of backbones only (``backbone_families``) runs on a small network of it (``vit``:
+  timm's ``test_vit`` at 32 px, fixed random weights), and is skipped where that cannot be built.
 
 * each data source it registers: its options are a dict; listed from a folder the caller names
   (``check_plugin(..., datasets={"name": folder})``), it returns a :class:`zoo_bench.Listing` whose class
@@ -200,6 +202,42 @@ CONTRACT_SPEC = BackboneSpec(name="contract_cnn", backend="torch", image_size=32
                              description="fixed random 3-block CNN for strategy contract checks")
 
 
+CONTRACT_FAMILIES = {"vit": "timm:test_vit"}  # BackboneSpec.family -> the small network a strategy of it runs on
+
+
+def _fixed_random(builder: Callable[..., Any], pretrained: bool, image_size: int, weights_dir: str | None) -> Any:
+    """``builder``'s network with random weights, the same draw every time when "pretrained"."""
+    import torch
+
+    state = torch.random.get_rng_state()
+    if pretrained:
+        torch.manual_seed(1234)
+    try:
+        return builder(pretrained=False, image_size=image_size, weights_dir=None)
+    finally:
+        if pretrained:
+            torch.random.set_rng_state(state)
+
+
+def family_spec(registry: Registry, families: tuple[str, ...]) -> tuple[BackboneSpec | None, str]:
+    """A small torch network of the first of ``families`` with fixed random "pretrained" weights, at 32 px,
+    for a strategy that runs on that family only (``vpt``: timm's ``test_vit``); (None, why) where there is none."""
+    from dataclasses import replace
+
+    family = families[0]
+    name = CONTRACT_FAMILIES.get(family)
+    if name is None:
+        return None, f"zoo_bench.testing has no small {family!r} network to run it on"
+    try:
+        spec = registry.backbone("torch", name)
+    except Exception as exc:  # its catalogue's library missing (timm)
+        return None, f"it runs on {family!r} backbones only and {name} cannot be built here ({str(exc).splitlines()[0]})"
+    if spec is None:
+        return None, f"it runs on {family!r} backbones only and {name} is not in this registry"
+    return replace(spec, name=f"contract_{family}", image_size=32, weights="contract-fixed-random",
+                   builder=partial(_fixed_random, spec.builder), weights_present=None), ""
+
+
 def _capped(defaults: dict[str, Any]) -> dict[str, Any]:
     return {k: min(v, 2) if "epochs" in k and isinstance(v, int) and not isinstance(v, bool) else v
             for k, v in defaults.items()}
@@ -245,6 +283,13 @@ def check_strategy(cls: type, registry: Registry, report: ContractReport, backen
         report.skipped.append(f"{subject}: not run: it requires {', '.join(lacking)}(), which the {backend_cls.name} "
                               f"backend lacks" + ("; install torch to run it" if backend_cls is NumpyBackend else ""))
         return
+    families = tuple(getattr(cls, "backbone_families", ()) or ())
+    if families and spec.family not in families:
+        spec, why_not = family_spec(registry, families) if backend_cls is not NumpyBackend else (
+            None, f"it runs on {' or '.join(families)} backbones only, which the numpy backend does not build")
+        if spec is None:
+            report.skipped.append(f"{subject}: not run: {why_not}")
+            return
     report.ran_on[subject] = backend_cls.name
     params = _capped({k: p.default for k, p in specs.items()})
     first = _guard(report, subject, f"run() with its defaults on the {backend_cls.name} backend",

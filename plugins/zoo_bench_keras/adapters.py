@@ -3,7 +3,8 @@
 ``bias`` and ``norm`` mark each weight trainable or not (Keras 3 variables carry their own ``trainable``
 flag, which ``trainable_weights`` and ``fit`` respect); ``lora`` is Keras's own ``enable_lora`` on the
 targeted ``Dense`` layers and pointwise ``Conv2D`` layers, whose saved kernel is already merged. Keras's
-LoRA has no dropout, so ``lora_dropout`` above 0 is refused in one line.
+LoRA has no dropout, so ``lora_dropout`` above 0 is refused in one line; prompts (``vpt``) need a timm
+vision transformer and are refused too.
 """
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ def pointwise(keras: Any, layer: Any) -> bool:
 
 def adapt(keras: Any, model: Any, adapter: Adapter) -> None:
     """Freeze the base but what ``adapter`` names; the head trains; BatchNorm statistics frozen unless asked."""
+    if adapter.kind == "prompt":
+        raise ZooBenchError("prompt tuning needs a timm vision transformer, which only the torch backend builds")
     base = model.base
     base.model.trainable = True
     if "app" in base.extra:

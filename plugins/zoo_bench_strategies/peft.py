@@ -1,5 +1,6 @@
-"""Parameter-efficient fine-tuning: bitfit, norm_tune and lora train a few of a pretrained base's weights
-(:mod:`zoo_bench.adapters`) together with a new head, on pixels, from the first epoch.
+"""Parameter-efficient fine-tuning: bitfit, norm_tune and lora train a few of a pretrained base's weights,
+vpt a few tokens of its input (:mod:`zoo_bench.adapters`), together with a new head, on pixels, from the
+first epoch.
 
 Every pixel epoch back-propagates through the whole base, so an epoch costs about what ``full``'s does;
 what they save is the optimiser's state and the trained delta to store. Defaults: Adam at 1e-3, the
@@ -95,4 +96,23 @@ class Lora(_Adapted):
         return Adapter("lora", rank=p["rank"], alpha=p["alpha"], dropout=p["lora_dropout"], targets=tuple(p["targets"]))
 
 
-PEFT_STRATEGIES = (BitFit, NormTune, Lora)
+class Vpt(_Adapted):
+    name = "vpt"
+    params = {**peft_params(),
+              "prompts": Param(10, low=1, high=1024, help="learned tokens joined to the token sequence"),
+              "deep": Param(True, help="every block gets its own prompts (VPT-deep); false: the first only "
+                                       "(VPT-shallow)")}
+    search_space = {"lr": [3e-4, 1e-3, 3e-3, 1e-2]}
+    backbone_families = ("vit",)
+    description = "visual prompt tuning: learned tokens in a vision transformer's input (and each block's, deep) " \
+                  "and a new head train; timm vision transformers only"
+
+    @classmethod
+    def deployed_extras(cls, params: dict[str, Any]) -> tuple:
+        return ("prompts", params["prompts"], params["deep"])
+
+    def adapter(self, p: dict[str, Any]) -> Adapter:
+        return Adapter("prompt", prompts=p["prompts"], deep=p["deep"])
+
+
+PEFT_STRATEGIES = (BitFit, NormTune, Lora, Vpt)

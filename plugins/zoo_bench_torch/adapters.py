@@ -1,19 +1,23 @@
-"""Parameter-efficient fine-tuning in torch: biases, normalisation layers, LoRA (:mod:`zoo_bench.adapters`).
+"""Parameter-efficient fine-tuning in torch: biases, normalisation layers, LoRA, prompts (:mod:`zoo_bench.adapters`).
 
 LoRA is written here, about forty lines, rather than taken from Hugging Face ``peft``: ``peft`` installs
 ``transformers``, ``accelerate``, ``tokenizers`` and ``pydantic`` with it, and zoo-bench needs only its
 simplest part, a low-rank update beside a linear layer or a pointwise convolution, and merging it.
-``tests/test_adapters.py`` checks it against ``peft`` where ``peft`` is installed.
+``tests/test_adapters.py`` checks it against ``peft`` where ``peft`` is installed. Visual prompt tuning is
+written here too (``peft``'s prompt methods are for language models): :class:`Prompts` runs timm's
+``VisionTransformer.forward_features`` with the prompts joined to the token sequence.
 """
 from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from zoo_bench.adapters import Adapter, match_targets
+from zoo_bench.errors import ZooBenchError
 
 from .models import BN_TYPES, Classifier
 
@@ -66,9 +70,10 @@ def lora_candidates(base: nn.Module) -> list[str]:
 
 
 def default_targets(base: nn.Module, candidates: list[str]) -> list[str]:
-    """A vision transformer's attention ``qkv`` and projection layers; else every pointwise convolution."""
+    """A vision transformer's attention ``qkv`` and projection layers; else every pointwise convolution;
+    else every linear layer (a ConvNeXt's pointwise convolutions are linear layers over channels-last maps)."""
     attention = [n for n in candidates if n.endswith(("attn.qkv", "attn.proj"))]
-    return attention or [n for n in candidates if pointwise(base.get_submodule(n))]
+    return attention or [n for n in candidates if pointwise(base.get_submodule(n))] or candidates
 
 
 def add_lora(base: nn.Module, adapter: Adapter) -> list[str]:
@@ -82,11 +87,107 @@ def add_lora(base: nn.Module, adapter: Adapter) -> list[str]:
     return names
 
 
+PROMPTS_FILE = "prompts.safetensors"
+
+
+class Prompts(nn.Module):
+    """VPT's learned tokens for a timm ``VisionTransformer`` (Jia et al. 2022), ``(layers, count, width)``:
+    one layer of tokens for VPT-shallow, one per block for VPT-deep.
+
+    :meth:`features` is timm's ``forward_features`` with the prompts joined after the class (and register)
+    tokens once the position embedding is added, so they carry no position; VPT-deep replaces them with
+    the next block's own before each block. They are dropped before the final norm, so the class token or
+    the mean over patch tokens (whichever the model pools) is what the head sees, as in VPT.
+    """
+
+    def __init__(self, tokens: torch.Tensor):
+        super().__init__()
+        self.tokens = nn.Parameter(tokens)
+
+    @classmethod
+    def initial(cls, vit: nn.Module, count: int, deep: bool) -> "Prompts":
+        """VPT's initialisation: uniform within +-sqrt(6 / (3 * patch area + width)) (Xavier on the patch
+        projection's fan)."""
+        patch = vit.patch_embed.patch_size
+        area = patch[0] * patch[1] if isinstance(patch, (tuple, list)) else patch * patch
+        width = vit.embed_dim
+        bound = math.sqrt(6.0 / (3 * area + width))
+        weight = vit.patch_embed.proj.weight
+        tokens = torch.empty(len(vit.blocks) if deep else 1, count, width, device=weight.device)
+        nn.init.uniform_(tokens, -bound, bound)
+        return cls(tokens)
+
+    @property
+    def count(self) -> int:
+        return self.tokens.shape[1]
+
+    @property
+    def deep(self) -> bool:
+        return self.tokens.shape[0] > 1
+
+    def features(self, vit: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        x = vit.norm_pre(vit.patch_drop(vit._pos_embed(vit.patch_embed(x))))
+        keep, count = vit.num_prefix_tokens, self.count
+        for i, block in enumerate(vit.blocks):
+            if i < len(self.tokens):
+                tokens = self.tokens[i].to(x.dtype).expand(len(x), -1, -1)
+                x = torch.cat([x[:, :keep], tokens, x[:, keep + (count if i else 0):]], dim=1)
+            x = block(x)
+        return vit.norm(torch.cat([x[:, :keep], x[:, keep + count:]], dim=1))
+
+
+def vision_transformer(base: nn.Module, backbone: str = "this backbone") -> nn.Module:
+    """The timm ``VisionTransformer`` inside ``base``; a one-line refusal for any other backbone."""
+    from timm.models.vision_transformer import VisionTransformer
+
+    vit = getattr(base, "model", None)
+    if not isinstance(vit, VisionTransformer) or not hasattr(base, "prompts"):
+        what = f"a timm {type(vit).__name__}" if isinstance(vit, nn.Module) else "not a timm model"
+        raise ZooBenchError(f"prompts need a timm vision transformer (timm's VisionTransformer: timm:vit_*, "
+                            f"timm:deit_*); {backbone} is {what}")
+    return vit
+
+
+def add_prompts(base: nn.Module, adapter: Adapter) -> None:
+    base.prompts = Prompts.initial(vision_transformer(base), adapter.prompts, adapter.deep)
+
+
+def save_prompts(model: Classifier, folder: Path) -> list[str]:
+    """The prompts in ``folder/prompts.safetensors`` (the weights file holds the plain network); the
+    file names written (none without prompts)."""
+    from safetensors.torch import save_file
+
+    prompts = getattr(model.base, "prompts", None)
+    if prompts is None:
+        return []
+    save_file({"tokens": prompts.tokens.detach().float().cpu().contiguous()}, str(folder / PROMPTS_FILE),
+              metadata={"layers": str(len(prompts.tokens)), "count": str(prompts.count)})
+    return [PROMPTS_FILE]
+
+
+def load_prompts(model: Classifier, folder: Path) -> None:
+    """Join the prompts saved in ``folder`` (if any) to the rebuilt plain model's vision transformer."""
+    from safetensors.torch import load_file
+
+    path = folder / PROMPTS_FILE
+    if not path.exists():
+        return
+    tokens = load_file(str(path))["tokens"]
+    vit = vision_transformer(model.base, "the rebuilt backbone")
+    if tokens.ndim != 3 or tokens.shape[2] != vit.embed_dim or tokens.shape[0] not in (1, len(vit.blocks)):
+        raise ZooBenchError(f"{path}: prompts of shape {tuple(tokens.shape)} do not fit the rebuilt vision "
+                            f"transformer ({len(vit.blocks)} blocks of width {vit.embed_dim})")
+    weight = vit.patch_embed.proj.weight
+    model.base.prompts = Prompts(tokens.to(weight.device))
+
+
 def adapt(model: Classifier, adapter: Adapter) -> None:
     """Freeze the base but what ``adapter`` names; the head trains; BatchNorm statistics frozen unless asked."""
     base = model.base
     if adapter.kind == "lora":
         add_lora(base, adapter)
+    elif adapter.kind == "prompt":
+        add_prompts(base, adapter)
     base.requires_grad_(False)
     if adapter.kind == "bias":
         for name, p in base.named_parameters():
@@ -96,6 +197,8 @@ def adapt(model: Classifier, adapter: Adapter) -> None:
         for m in base.modules():
             if isinstance(m, NORM_TYPES):
                 m.requires_grad_(True)
+    elif adapter.kind == "prompt":
+        base.prompts.requires_grad_(True)
     else:
         for m in base.modules():
             if isinstance(m, LoRA):

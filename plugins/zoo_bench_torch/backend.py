@@ -341,19 +341,32 @@ class TorchBackend(Backend):
     def save_weights(self, model: Any, folder: Any) -> list[str]:
         from safetensors.torch import save_model
 
-        from .adapters import merged
+        from .adapters import merged, save_prompts
 
-        save_model(merged(model), str(folder / "model.safetensors"))  # LoRA merged: loads into the plain model
-        return ["model.safetensors"]
+        network = merged(model)  # LoRA merged: loads into the plain model
+        base = getattr(network, "base", None)
+        prompts = getattr(base, "prompts", None)
+        if prompts is None:
+            save_model(network, str(folder / "model.safetensors"))
+            return ["model.safetensors"]
+        base.prompts = None  # saved beside the weights (they cannot be merged), so the plain model loads them
+        try:
+            save_model(network, str(folder / "model.safetensors"))
+        finally:
+            base.prompts = prompts
+        return ["model.safetensors"] + save_prompts(network, folder)
 
     def load_weights(self, model: Any, folder: Any) -> None:
         from safetensors.torch import load_model
+
+        from .adapters import load_prompts
 
         missing, unexpected = load_model(model, str(folder / "model.safetensors"), strict=False,
                                          device=str(self._device))
         if missing or unexpected:
             raise ZooBenchError(f"{folder / 'model.safetensors'}: does not fit the rebuilt model "
                                 f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+        load_prompts(model, folder)
 
     def activation_maps(self, model: Any, images: np.ndarray, classes: Any = None) -> tuple[np.ndarray, np.ndarray]:
         from .gradcam import grad_cam

@@ -9,7 +9,7 @@ without the ``timm/``. A bare ``arch`` means timm's default tag, resolved and re
 from __future__ import annotations
 
 import fnmatch
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 from zoo_bench import BackboneSpec, ZooBenchError
@@ -41,6 +41,16 @@ def _present(name: str, weights_dir: str | None) -> bool:
     return present(name, weights_dir)
 
 
+VIT_MODULES = ("vision_transformer", "deit", "vision_transformer_hybrid")  # timm modules of VisionTransformer models
+
+
+@lru_cache(maxsize=1)
+def _vision_transformers() -> frozenset[str]:
+    """timm architectures built as its ``VisionTransformer`` (or a subclass): what ``vpt`` prompts."""
+    timm = _timm()
+    return frozenset(arch for module in VIT_MODULES for arch in timm.list_models(module=module))
+
+
 def resolve(name: str) -> BackboneSpec | None:
     """The spec of timm model ``name`` (``arch`` or ``arch.tag``), or None if timm has no such model."""
     timm = _timm()
@@ -69,6 +79,7 @@ def resolve(name: str) -> BackboneSpec | None:
         weights=f"timm:{full}" if has_weights else "none",
         weights_present=partial(_present, name) if has_weights else None,
         description=f"timm {timm.__version__} {full}",
+        family="vit" if arch in _vision_transformers() else "",
     )
 
 

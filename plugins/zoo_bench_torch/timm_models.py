@@ -35,9 +35,11 @@ class TimmBase(Normalise):
         self._groups = parameter_groups(model)
         self.block_names = [name for name, _, _ in self._groups]
         self.weights_id: str | None = None  # set by build(): the loaded file's fingerprint
+        self.prompts: nn.Module | None = None  # VPT's tokens (zoo_bench_torch.adapters.Prompts), once added
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.model.forward_features(super().forward(x))
+        x = super().forward(x)
+        x = self.model.forward_features(x) if self.prompts is None else self.prompts.features(self.model, x)
         return self.model.forward_head(x, pre_logits=True)
 
     def groups(self) -> list[Block]:

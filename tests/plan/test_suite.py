@@ -53,7 +53,7 @@ def test_unknown_names_list_allowed_values(tmp_path, registry):
     assert "resnet50" in text
     assert "dataset.source: unknown data-set source 'flder' (allowed: folder, kaggle-flat, synthetic)" in text
     assert ("strategies.svn: unknown strategy (allowed: bitfit, fpt, frozen_pixels, full, knn, last_layer, last_n, logreg, "
-            "lora, norm_tune, scratch, svm)") in text
+            "lora, norm_tune, scratch, svm, vpt)") in text
 
 
 def test_unknown_backend(tmp_path, registry):

@@ -76,6 +76,29 @@ def test_parameter_efficient_models_reproduce_their_predictions_lora_merged(tmp_
     assert rows["lora"]["total_params"] > rows["bitfit"]["total_params"]  # the updates, until merged
 
 
+def test_prompt_tuned_models_reproduce_their_predictions_from_weights_and_prompts(tmp_path, registry, real_photos):
+    """vpt (deep and shallow) and lora on timm's test ViT with seeded stand-in weights (mechanics only): the
+    prompts are saved beside the plain network's weights, and the rebuilt model scores the test photos the same."""
+    pytest.importorskip("timm")
+    from zoo_bench_torch.timm_weights import save_random_weights
+
+    save_random_weights("test_vit.r160_in1k", str(tmp_path / "weights"))
+    body = photo_suite(real_photos, "torch", "timm:test_vit.r160_in1k", 64,
+                       "[strategies.vpt]\nepochs = 1\nprompts = [4]\ndeep = [true, false]\n"
+                       "[strategies.lora]\nepochs = 1\nrank = 4\n")
+    store, _ = run_inprocess(write_suite(tmp_path, body), registry, tmp_path, tmp_path / "cache",
+                             weights_dir=str(tmp_path / "weights"), save_models=True)
+    rows = check_reproduces(store, registry)
+    files = {(r["strategy"], r["params"].get("deep")): sorted(p.name for p in (store.run_dir / r["model_dir"]).iterdir())
+             for r in rows}
+    assert files == {("vpt", True): ["model.json", "model.safetensors", "prompts.safetensors"],
+                     ("vpt", False): ["model.json", "model.safetensors", "prompts.safetensors"],
+                     ("lora", None): ["model.json", "model.safetensors"]}
+    trained = {(r["strategy"], r["params"].get("deep")): r["trainable_params"] for r in rows}
+    head = 64 * 256 + 256 + 256 * 2 + 2  # test_vit is 64 wide; the default head has 256 hidden units
+    assert trained[("vpt", True)] == 6 * 4 * 64 + head and trained[("vpt", False)] == 4 * 64 + head
+
+
 def test_keras_models_reproduce_their_predictions(tmp_path, registry, real_photos):
     pytest.importorskip("keras")
     body = photo_suite(real_photos, "keras", "efficientnet_lite0", 64, STRATEGIES)

@@ -2,9 +2,10 @@
 per image, and the size of the whole saved model and of what training changed.
 
 Measured through the Backend API on blank images after the trial has trained (nothing else runs then), once
-per architecture a deployment would run: (backend, backbone, image size, head, pooling, classes, kind) on
-the trial's device and precision. A LoRA model is measured merged, as it is saved, so it shares the plain
-network's measurement. A linear probe (``svm``, ``logreg``) is its frozen base's features and a matrix
+per architecture a deployment would run: (backend, backbone, image size, head, pooling, classes, kind, and
+what else the deployed network runs: ``Strategy.deployed_extras``, VPT's prompts) on the trial's device and
+precision. A LoRA model is measured merged, as it is saved, so it shares the plain network's measurement;
+a prompted vision transformer is measured with its prompts. A linear probe (``svm``, ``logreg``) is its frozen base's features and a matrix
 product; ``knn`` is measured as its base's features, its neighbour search left out.
 
 * ``latency_ms``: median of 20 timed single-image predictions after 3 untimed ones;

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..backend import Backend
+from ..backend import FAMILIES, Backend
 from ..dataset import Listing, listing_problems
 from ..errors import DataError, SuiteError, ZooBenchError, one_line
 from ..params import with_defaults
@@ -236,8 +236,9 @@ def prepare_run(suite: Suite, registry: Registry, options: RunOptions, run_dir: 
 def applicable(trials: list[Trial], suite: Suite, registry: Registry, listing: Listing
                ) -> tuple[list[Trial], list[tuple[str, str]]]:
     """The trials whose configuration means something at their size (``Strategy.inapplicable``) and whose
-    backend has the verbs the strategy ``requires``, and (trial id, why) for the others: ``knn`` with ``k``
-    above the training images, ``lora`` on a backend without ``adapt``."""
+    backend has the verbs the strategy ``requires`` and whose backbone is of a family it runs on, and (trial
+    id, why) for the others: ``knn`` with ``k`` above the training images, ``lora`` on a backend without
+    ``adapt``, ``vpt`` on a CNN."""
 
     train_images: dict[int, int] = {}
     keep: list[Trial] = []
@@ -253,8 +254,19 @@ def applicable(trials: list[Trial], suite: Suite, registry: Registry, listing: L
             verb for verb in getattr(cls, "requires", ()) if not backend_cls.implements(verb)]
         if why is None and lacking:
             why = f"it requires {', '.join(lacking)}(), which backend {trial.backend!r} lacks"
+        if why is None and cls is not None and getattr(cls, "backbone_families", ()):
+            why = unsuited(cls, registry, trial.backend, trial.backbone)
         if why is None:
             keep.append(trial)
         else:
             dropped.append((trial.id, why))
     return keep, dropped
+
+
+def unsuited(cls: type, registry: Registry, backend: str, backbone: str) -> str | None:
+    """Why ``backbone`` is not of a family strategy ``cls`` runs on (``Strategy.backbone_families``), or None."""
+    spec = registry.backbone(backend, backbone)
+    if spec is None or spec.family in cls.backbone_families:
+        return None
+    return (f"{cls.name} runs on {' or '.join(FAMILIES.get(f, f) for f in cls.backbone_families)} only; "
+            f"{backbone} is not one")

@@ -326,7 +326,7 @@ class TrialRunner:
             head = strategy.head(params)
             pooling = strategy.pooling(params)
             key = (trial.backend, trial.backbone, ctx.image_size, ctx.batch_size, ctx.num_classes, pooling,
-                   "probe" if probe else tuple(head.hidden) if head else "own head")
+                   "probe" if probe else tuple(head.hidden) if head else "own head", strategy.deployed_extras(params))
             if key not in self._costs:
                 if probe:
                     base = ctx.feature_cache.frozen_base(ctx.backend, ctx.spec, ctx.image_size)
