@@ -17,8 +17,10 @@ baseline; 3 harness against the bare loop (fp32 and bf16); 4 head epoch against 
 head sweep against one fit; 5 ResNet-50 ``scratch`` throughput with and without ``run.compile``;
 6 the ``last_n`` cut cache against pixels; 7 ``--gpus 0 --workers 1`` and two workers sharing the GPU;
 8 Keras on JAX against torch; 9 a forced out-of-memory and its retries; 10 ``timm:test_vit`` with
-seeded offline weights. ``--device cpu --quick`` runs 2, 3, 4, 6, 7, 9 (simulated) and 10 for real on a
-few photos (CI runs it). The whole check stops starting parts after ``--max-total`` seconds (300).
+seeded offline weights; 11 ``bitfit``, ``norm_tune``, ``lora`` and ``vpt`` against ``full`` on a
+ViT-S/16 with random weights (``benchmarks/peft_cost.py``: step time and peak memory). ``--device cpu
+--quick`` runs 2, 3, 4, 6, 7, 9 (simulated), 10 and 11 (on timm's test ViT) for real on a few photos
+(CI runs it). The whole check stops starting parts after ``--max-total`` seconds (300).
 Ray's GPU placement is not covered: Ray is not on the GPU machine.
 """
 from __future__ import annotations
@@ -414,6 +416,30 @@ def part_timm(c: Check) -> None:
         c.fail(f"zoo-bench run exited {code}: {first_error(rows)}")
 
 
+def part_peft(c: Check) -> None:
+    import peft_cost
+
+    if c.gpu and not c.quick:
+        rows = peft_cost.measure("timm:vit_small_patch16_224", "cuda", 224, 64, steps=8, epochs=3, precision="bf16")
+    else:  # the path only: timm's 0.3 M-parameter test ViT on tiny images
+        rows = peft_cost.measure("timm:test_vit", c.device, 32, 8, steps=2, epochs=2, precision="fp32")
+    c.line("| strategy | trained params | step | vs full | peak memory | vs full | device |")
+    c.line("| --- | ---: | ---: | ---: | ---: | ---: | --- |")
+    for r in rows:
+        c.row(**r)
+        memory = "-" if r["peak_memory_mb"] is None else f"{r['peak_memory_mb']:.0f} MB"
+        share = "-" if r["memory_vs_full"] is None else f"{r['memory_vs_full']:.2f}"
+        c.line(f"| {r['strategy']} | {r['trainable_params']:,} | {secs(r['step_s'])} | {r['step_vs_full']:.2f} | "
+               f"{memory} | {share} | {r['device_name']} ({r['precision']}, {r['backbone']} random weights, "
+               f"{r['image_size']} px, batch {r['batch_size']}) |")
+    if not c.gpu:
+        c.line("- on a CPU peak memory is not measured per configuration (the process's resident memory keeps its "
+               "caches), so the memory columns are empty")
+    lora = next(r for r in rows if r["strategy"] == "lora")
+    if lora["memory_vs_full"] is not None:
+        c.goal("lora peak memory / full's", lora["memory_vs_full"], 1.0, higher_is_better=False)
+
+
 @dataclass(frozen=True)
 class Part:
     number: int
@@ -437,6 +463,8 @@ PARTS = [
     Part(8, "keras_jax", "Keras on JAX against torch", 120, 0, part_keras_jax),
     Part(9, "oom", "A forced out-of-memory, retried at half the batch", 45, 40, part_oom),
     Part(10, "timm", "`timm:test_vit` with seeded offline weights, feature strategies", 45, 40, part_timm),
+    Part(11, "peft", "Parameter-efficient fine-tuning against `full` on a ViT-S/16 with random weights: step "
+                     "time and peak memory", 90, 40, part_peft),
 ]
 
 

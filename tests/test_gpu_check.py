@@ -13,7 +13,7 @@ import torch
 from conftest import REPO, SHARED_DATA
 
 SCRIPT = REPO / "benchmarks" / "gpu_check.py"
-CPU_PARTS = {1, 2, 3, 4, 6, 7, 9, 10}  # --quick: 5 (ResNet-50 throughput) and 8 (Keras on JAX) need the GPU
+CPU_PARTS = {1, 2, 3, 4, 6, 7, 9, 10, 11}  # --quick: 5 (ResNet-50 throughput) and 8 (Keras on JAX) need the GPU
 DEVICE_LIMIT = 60 * 2**20  # the GPU machine takes 64 MiB a run; keep a margin
 
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -56,6 +56,10 @@ def test_quick_mode_runs_every_cpu_part_ok(quick_run):
     assert oom["simulated"] and oom["final_batch_size"] == 4 and len(oom["retries"]) == 2
     pool = [r for r in rows if r["part"] == 7]
     assert [r["workers"] for r in pool] == [1, 2] and pool[0]["accuracies"] == pool[1]["accuracies"]
+    peft = {r["strategy"]: r for r in rows if r["part"] == 11}
+    assert list(peft) == ["full", "bitfit", "norm_tune", "lora", "vpt"]
+    assert all(r["trainable_params"] < peft["full"]["trainable_params"] for name, r in peft.items() if name != "full")
+    assert all(r["step_s"] > 0 and r["peak_memory_mb"] is None for r in peft.values())  # CPU: no per-fit peak
     report = (tmp / "out" / "report.md").read_text()
     assert "(CPU: no number here is a GPU number)" in report and "Ray's GPU placement is not covered" in report
     assert f"torch {torch.__version__}" in report
@@ -73,8 +77,8 @@ def test_rerunning_chosen_parts_keeps_the_others_and_a_part_over_budget_fails(qu
 
 
 def test_unknown_parts_are_refused_in_one_line(tmp_path):
-    proc = check(tmp_path / "out", "--parts", "2,11", subset=tmp_path / "subset")
-    assert proc.returncode != 0 and proc.stderr.strip() == "gpu_check: --parts: no part [11] (parts are 1 to 10)"
+    proc = check(tmp_path / "out", "--parts", "2,12", subset=tmp_path / "subset")
+    assert proc.returncode != 0 and proc.stderr.strip() == "gpu_check: --parts: no part [12] (parts are 1 to 11)"
 
 
 def test_subset_is_fixed_and_idempotent(tmp_path):

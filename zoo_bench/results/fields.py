@@ -115,10 +115,11 @@ ROW_FIELDS: tuple[Fields, ...] = (
            'process sampled every 50 ms during the trial (it includes the image and feature caches)', baseline=True),
     Fields(('peak_memory_kind',), 'str', '`accelerator` or `process_rss`'),
     Fields(('latency_ms', 'throughput_ips'), 'float or null',
-           'the trained model as deployed (LoRA merged; a probe: its base\'s features): milliseconds to predict one '
-           'image (median of 20 after 3 untimed) and images per second in batches of the suite\'s size, on the '
-           "trial's device and precision; measured once per architecture (backbone, image size, head, pooling, "
-           'classes) in the process and shared by its trials; null with `[run] inference_cost = false`'),
+           'the trained model as deployed (LoRA merged; `vpt` with its prompts; a probe: its base\'s features): '
+           'milliseconds to predict one image (median of 20 after 3 untimed) and images per second in batches of '
+           "the suite's size, on the trial's device and precision; measured once per architecture (backbone, image "
+           "size, head, pooling, classes, and `vpt`'s prompts) in the process and shared by its trials; null with "
+           '`[run] inference_cost = false`'),
     Fields(('multiply_adds',), 'int or null',
            "multiply-adds of one image's forward pass (torch: `FlopCounterMode` FLOPs / 2); null where the backend "
            'cannot count them'),
