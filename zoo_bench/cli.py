@@ -11,18 +11,19 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .backend import Backend
-from .errors import DataError, PluginError, SuiteError, UsageError, ZooBenchError
+from .errors import DataError, PluginError, SuiteError, UsageError, ZooBenchError, one_line
 from .plan.grid import expand
 from .plan.suite import Suite, parse_suite, profile_names, read_toml
-from .plan.trial import select
+from .plan.trial import Trial, TrialLabels, select
 from .plugins import Registry, load_plugins
 from .results.store import RunStore, load_run, new_run_id
 from .run.prepare import RunOptions, check_sizes, list_dataset, prepare_run, weights_to_download
 from .run.runner import Runner
-from .show import report
+from .show import report, tracking
 
 ENV_DATA = "ZOO_BENCH_DATA_ROOT"
 ENV_CACHE = "ZOO_BENCH_CACHE_DIR"
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", choices=["auto", "fp32", "bf16"], default=None)
     run.add_argument("--trials", nargs="+", metavar="PATTERN", help="run only trial ids matching these patterns")
     run.add_argument("--no-progress", action="store_true", help="no live progress bar (logs only)")
+    run.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
+                     help="log the run to MLflow: a parent run, a nested run per trial (default store: "
+                          "sqlite:///RESULTS_DIR/mlflow.db); also [tracking] mlflow = true in the suite")
+    run.add_argument("--verbose", action="store_true",
+                     help="name each trial by its whole id in progress lines (by default: the backbone, strategy, "
+                          "the parameters that differ from the defaults or are swept, size and seed)")
     run.add_argument("--isolation", choices=["auto", "on", "off"], default="auto",
                      help="run trials in worker processes so a crashing trial cannot stop the suite "
                           "(auto: on where a GPU is used; --workers and --gpus imply it)")
@@ -101,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     plot = sub.add_parser("plot", help="write PNG plots of a run (accuracy against size, time per epoch)")
     plot.add_argument("run_dir", type=Path)
     plot.add_argument("--out", type=Path, help="folder for the PNGs (default: RUN_DIR/plots)")
+
+    mlf = sub.add_parser("mlflow", help="copy a run folder to MLflow (what is not there yet): a parent run and a "
+                                        "nested run per trial")
+    mlf.add_argument("run_dir", type=Path)
+    mlf.add_argument("uri", nargs="?", help="tracking URI (default: sqlite:///RESULTS/mlflow.db, RESULTS being the "
+                                            "folder that holds the suite's folder)")
 
     rep = sub.add_parser("report", help="write one self-contained report file of a run")
     rep.add_argument("run_dir", type=Path)
@@ -381,24 +394,83 @@ def cmd_run(args: argparse.Namespace) -> int:
     report.message(f"run {run_id}: {len(trials)} trials -> {store.run_dir}")
     if suite.folds:
         report.message(_fold_cost(suite, prepared.registry, trials))
-    reporter = report.RichReporter(enabled=not args.no_progress)
+    labels = TrialLabels(trials, _defaults(prepared.registry))
+    reporter = report.RichReporter(enabled=not args.no_progress, label=None if args.verbose else labels)
+    tracker = _tracker(args, suite, store.run_dir, lambda row: labels(Trial.from_row(row)))
+    if tracker is not None:
+        reporter = tracking.TrackingReporter(reporter, tracker, lambda line: report.message(f"warning: {line}"))
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         Runner(prepared, reporter, _executor(args, prepared, reporter)).run()
     except KeyboardInterrupt as exc:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second signal must not cut the summary short
         _, df = _finish(store, trials, title=f"{suite.name} (interrupted)")
+        _end_tracking(reporter, store.run_dir, "KILLED")
         report.error(f"interrupted: the trial in progress was abandoned; {len(df)} of {len(trials)} trials are "
                      f"saved in {store.run_dir}; resume with: zoo-bench run {args.suite} --run-id {run_id}")
         return 143 if isinstance(exc, Terminated) else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+    report.out.record = isinstance(reporter, tracking.TrackingReporter)  # the printed tables, for MLflow too
     table_path, df = _finish(store, trials, title=suite.name)
+    _end_tracking(reporter, store.run_dir, "FINISHED")
     counts = df["status"].value_counts()
     ok, failed, diverged = (int(counts.get(k, 0)) for k in ("ok", "error", "diverged"))
     extra = f", {diverged} diverged" if diverged else ""
     report.message(f"{ok} of {len(df)} trials ok ({failed} failed{extra}); results in {table_path}")
     return 1 if failed else 0
+
+
+def _defaults(registry: Registry) -> dict[str, dict[str, Any]]:
+    """Each strategy's parameter defaults: what a trial's short label leaves out."""
+    return {name: {k: p.default for k, p in cls.param_specs().items()} for name, cls in registry.strategies.items()}
+
+
+def _tracker(args: argparse.Namespace, suite: Suite, run_dir: Path, label: Any):
+    """The MLflow tracker of this run (``--mlflow`` or the suite's ``[tracking]``), or None; a store that
+    cannot be had costs one line, and the run goes on without it."""
+    uri = args.mlflow if args.mlflow is not None else (suite.tracking.get("mlflow_uri") or ""
+                                                        if suite.tracking.get("mlflow") else None)
+    if uri is None:
+        return None
+    uri = uri or tracking.default_uri(args.results_dir)
+    try:
+        tracker = tracking.Tracker(uri, run_dir, label)
+        earlier = tracker.sync()  # a resumed run: the trials finished before, where they are not logged yet
+    except ZooBenchError as exc:
+        report.message(f"warning: {exc}; the run goes on without MLflow tracking")
+        return None
+    report.message(f"MLflow: {uri}, experiment {suite.name!r}" + (f", {earlier} earlier trials logged" if earlier
+                                                                   else ""))
+    return tracker
+
+
+def _end_tracking(reporter: Any, run_dir: Path, status: str) -> None:
+    """The parent run's artifacts (the printed tables, the run's files, a report) and its end status."""
+    if not isinstance(reporter, tracking.TrackingReporter) or reporter.tracker is None:
+        return
+    tables = report.out.export_text(clear=True) if report.out.record else None
+    report.out.record = False
+    try:
+        reporter.tracker.finish(tables, status)
+    except Exception as exc:
+        report.message(f"warning: MLflow: the run's artifacts were not logged ({one_line(exc)}); log them with: "
+                       f"zoo-bench mlflow {run_dir} {reporter.tracker.uri}")
+
+
+def cmd_mlflow(args: argparse.Namespace) -> int:
+    if not (args.run_dir / "run.json").exists():
+        raise UsageError(f"{args.run_dir}: not a run folder (no run.json)")
+    uri = args.uri or tracking.default_uri(args.run_dir.resolve().parent.parent)
+    df, meta = _run_frame(args.run_dir)
+    with report.out.capture() as captured:
+        _print_with_evidence(df, meta, args.run_dir, meta.get("suite_name") or "", write=False)
+    trials = [Trial.from_row(row) for row in RunStore(args.run_dir).rows()]
+    labels = TrialLabels(trials, _defaults(_registry()))
+    tracker, logged = tracking.export(args.run_dir, uri, captured.get(), lambda row: labels(Trial.from_row(row)))
+    report.message(f"MLflow {uri}: experiment {meta.get('suite_name')!r}, run {tracker.parent}: {logged} trials "
+                   f"logged, {len(tracker.logged) - logged} there already")
+    return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -629,6 +701,7 @@ def cmd_data_get(args: argparse.Namespace) -> int:
 
 COMMANDS = {"run": cmd_run, "validate": cmd_validate, "show": cmd_show, "plugins": cmd_plugins, "list": cmd_list,
             "baseline": cmd_baseline, "compare": cmd_compare, "plot": cmd_plot, "report": cmd_report,
+            "mlflow": cmd_mlflow,
             "predict": cmd_predict, "rank": cmd_rank}
 
 

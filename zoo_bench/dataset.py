@@ -2,18 +2,23 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 
 @dataclass(frozen=True)
 class Listing:
-    """The images of a data set: (path, class index) pairs per part, and the class names."""
+    """The images of a data set: (path, class index) pairs per part, and the class names.
+
+    ``provenance``: what identifies the data set beyond its files, for ``run.json`` (a Hugging Face data
+    set's fingerprints, a Hub name and revision); empty for a folder of files.
+    """
 
     classes: tuple[str, ...]
     train: tuple[tuple[str, int], ...]
     test: tuple[tuple[str, int], ...]
+    provenance: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def per_class(self, part: str) -> dict[int, list[str]]:
         """Paths of one part grouped by class index, in listing order."""

@@ -51,7 +51,7 @@ def test_unknown_names_list_allowed_values(tmp_path, registry):
     text = "\n".join(lines)
     assert "run.backbones[1]: unknown backbone 'resnet5O' for backend 'torch' (allowed: " in text
     assert "resnet50" in text
-    assert "dataset.source: unknown data-set source 'flder' (allowed: folder, kaggle-flat, synthetic)" in text
+    assert "dataset.source: unknown data-set source 'flder' (allowed: folder, hf, kaggle-flat, synthetic)" in text
     assert ("strategies.svn: unknown strategy (allowed: bitfit, fpt, frozen_pixels, full, knn, last_layer, last_n, logreg, "
             "lora, norm_tune, scratch, svm, vpt)") in text
 
@@ -148,7 +148,7 @@ def only_problem(tmp_path, registry, body: str, profile=None) -> str:
     (BASE + "[profiles.small.strategies]\nsvm = 1979-05-27\n",
      "profiles.small.strategies.svm: must be a table, got date datetime.date(1979, 5, 27)"),
     (BASE + "[profiles.small.extra]\n", "profiles.small.extra: unknown table (allowed: suite, dataset, run, compare, select, ray, "
-                                        "strategies)"),
+                                        "tracking, strategies)"),
 ])
 def test_misshapen_profiles_are_named_whether_applied_or_not(tmp_path, registry, body, expected, profile):
     assert only_problem(tmp_path, registry, body, profile=profile) == expected

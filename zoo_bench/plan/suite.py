@@ -43,13 +43,14 @@ SCHEMA: dict[str, dict[str, tuple[Any, str]]] = {
                "refit": (False, "bool"), "folds": (0, "int"), "repeats": (1, "int"), "one_se": (False, "bool"),
                "fold_pixels": (False, "bool")},
     "ray": {"num_gpus": (1.0, "float"), "num_cpus": (1.0, "float")},
+    "tracking": {"mlflow": (False, "bool"), "mlflow_uri": ("", "str")},
     "run": {
         "backends": (REQUIRED, "list[str]"), "backbones": (REQUIRED, "list[str]"),
         "batch_size": (32, "int"), "min_batch_size": (2, "int"), "image_size": (0, "int"), "precision": ("auto", "str"),
         "device": ("auto", "str"), "compile": (False, "bool"), "inference_cost": (True, "bool"),
     },
 }
-TOP_LEVEL = ("suite", "dataset", "run", "compare", "select", "ray", "strategies", "profiles")
+TOP_LEVEL = ("suite", "dataset", "run", "compare", "select", "ray", "tracking", "strategies", "profiles")
 SELECT_METRICS = ("val_accuracy", "val_loss", "val_balanced_accuracy")
 SEARCHES = ("none", "default")
 PATH_KEYS = ("dataset.path", "dataset.train", "dataset.test")  # strings that become file names
@@ -88,6 +89,7 @@ class Suite:
     fold_pixels: bool = False  # cross-validate the strategies on pixels too (costly), not only those on features
     simpler: dict[str, dict[str, str]] = field(default_factory=dict)  # strategy -> Strategy.simpler, for one_se
     ray: dict[str, float] = field(default_factory=lambda: {"num_gpus": 1.0, "num_cpus": 1.0})  # per unit task
+    tracking: dict[str, Any] = field(default_factory=lambda: {"mlflow": False, "mlflow_uri": ""})  # [tracking]
     profile: str | None = None
 
     def cross_validates(self, strategy: Any) -> bool:
@@ -309,7 +311,7 @@ def parse_suite(
                         for name, keys in tuned.items()},
         quiet={name: quiet_defaults(registry.strategies[name].params) for name in strategies},
         simpler={name: dict(registry.strategies[name].simpler) for name in tuned},
-        ray={k: float(v) for k, v in values["ray"].items()}, profile=profile,
+        ray={k: float(v) for k, v in values["ray"].items()}, tracking=dict(values["tracking"]), profile=profile,
         profiles=tuple(declared_profiles), raw=data,
     )
 

@@ -116,7 +116,7 @@ def _pkg_version(name: str) -> str | None:
 
 
 def run_metadata(suite: Suite, run_id: str, backends: dict[str, Backend | Exception], trials: int,
-                 classes: list[str] | None = None) -> dict[str, Any]:
+                 classes: list[str] | None = None, provenance: dict[str, Any] | None = None) -> dict[str, Any]:
     """What run.json records: the suite as run, class order, selection, versions, devices, machine, commit."""
     devices = {}
     for name, backend in backends.items():
@@ -129,7 +129,7 @@ def run_metadata(suite: Suite, run_id: str, backends: dict[str, Backend | Except
     return {
         "run_id": run_id, "suite_name": suite.name, "suite_file": str(suite.path), "profile": suite.profile,
         "suite": suite.raw, "trials": trials, "started_at": now_iso(), "classes": classes,
-        "selection": selection_meta(suite),
+        "selection": selection_meta(suite), "dataset_provenance": provenance or None,
         "versions": {"python": platform.python_version(), "zoo-bench": __version__,
                      **{p: _pkg_version(p) for p in ("torch", "torchvision", "tensorflow", "keras", "scikit-learn",
                                                      "numpy")}},
@@ -226,7 +226,7 @@ def prepare_run(suite: Suite, registry: Registry, options: RunOptions, run_dir: 
     healed = store.heal()
     backends = make_backends(suite, registry, options)
     before = latest_providers(store.meta())
-    meta = {**run_metadata(suite, run_dir.name, backends, len(trials), listing.classes),
+    meta = {**run_metadata(suite, run_dir.name, backends, len(trials), listing.classes, listing.provenance),
             "providers": providers(suite, registry)}
     store.write_meta(meta)
     return PreparedRun(suite, registry, options, listing, store, backends, trials, run_dir.name, healed,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 from rich.console import Console
@@ -32,11 +32,17 @@ err = Console(stderr=True, soft_wrap=True)  # one message, one line, whatever th
 
 
 class RichReporter:
-    """Trials done of total with an ETA, and a line per running trial with its epochs."""
+    """Trials done of total with an ETA, and a line per running trial with its epochs.
 
-    def __init__(self, console: Console | None = None, enabled: bool = True):
+    ``label`` names a trial in those lines (:class:`zoo_bench.plan.trial.TrialLabels`: what tells the run's
+    trials apart); by default its whole id.
+    """
+
+    def __init__(self, console: Console | None = None, enabled: bool = True,
+                 label: Callable[[Trial], str] | None = None):
         self.console = console or err
         self.enabled = enabled
+        self.label = label or (lambda trial: trial.id)
         self.progress: Progress | None = None
         self.failed = 0
         self.running: dict[str, Any] = {}  # trial id -> its progress task
@@ -56,24 +62,25 @@ class RichReporter:
 
     def trial_started(self, trial: Trial) -> None:
         if self.progress and trial.id not in self.running:
-            self.running[trial.id] = self.progress.add_task(f"  {escape(trial.id)}", total=None)
+            self.running[trial.id] = self.progress.add_task(f"  {escape(self.label(trial))}", total=None)
 
     def epoch(self, trial: Trial, index: int, total: int, stats: EpochStats) -> None:
         if self.progress:
             self.trial_started(trial)
             val = f", val {stats.val_accuracy:.3f}" if stats.val_accuracy is not None else ""
             self.progress.update(self.running[trial.id], completed=index + 1, total=total,
-                                 description=f"  {escape(trial.id)}: epoch {index + 1}/{total} ({stats.phase}, "
+                                 description=f"  {escape(self.label(trial))}: epoch {index + 1}/{total} ({stats.phase}, "
                                              f"{stats.seconds:.2f}s{val})")
 
     def trial_finished(self, trial: Trial, row: dict[str, Any]) -> None:
+        name = escape(self.label(trial))
         if row["status"] == "diverged":
-            self.console.print(f"[yellow]diverged[/yellow] {escape(trial.id)}: {escape(str(row['error']))}")
+            self.console.print(f"[yellow]diverged[/yellow] {name}: {escape(str(row['error']))}")
         elif row["status"] != "ok":
             self.failed += 1
-            self.console.print(f"[red]error[/red] {escape(trial.id)}: {escape(str(row['error']))}")
+            self.console.print(f"[red]error[/red] {name}: {escape(str(row['error']))}")
         else:
-            self.console.print(f"[green]ok[/green] {escape(trial.id)}: test {row['test_accuracy']:.3f} "
+            self.console.print(f"[green]ok[/green] {name}: test {row['test_accuracy']:.3f} "
                                f"({row['wall_s']:.1f}s)")
         if self.progress:
             self.progress.advance(self.trials_task)
@@ -82,7 +89,7 @@ class RichReporter:
                 self.progress.remove_task(task)
 
     def note(self, trial: Trial, text: str) -> None:
-        self.console.print(f"[yellow]note[/yellow] {escape(trial.id)}: {escape(text)}")
+        self.console.print(f"[yellow]note[/yellow] {escape(self.label(trial))}: {escape(text)}")
 
     def close(self) -> None:
         if self.progress:
