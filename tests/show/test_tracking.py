@@ -104,6 +104,16 @@ def test_the_default_store_is_sqlite_in_the_results_folder(tmp_path):
     assert len(children(client, parent_of(client, "tracked", "tracked/d"))) == 2
 
 
+def test_the_suites_tracking_table_turns_it_on(tmp_path, store_uri):
+    body = SUITE.replace('name = "tracked"', 'name = "by_table"').replace('C = [0.1, 1.0]', 'C = 1.0').replace(
+        "seeds = [0, 1]", "seeds = [0]") + f'[tracking]\nmlflow = true\nmlflow_uri = "{store_uri}"\n'
+    assert zb("run", write_suite(tmp_path, body), "--run-id", "t", "--results-dir", tmp_path / "res", "--cache-dir",
+              tmp_path / "c", "--no-progress") == 0
+    client = MlflowClient(store_uri)
+    assert len(children(client, parent_of(client, "by_table", "by_table/t"))) == 2
+    assert not (tmp_path / "res" / "mlflow.db").exists()  # the suite's URI, not the default
+
+
 def test_a_store_that_cannot_be_opened_costs_one_line_and_the_run_goes_on(tmp_path, capsys):
     suite = write_suite(tmp_path, SUITE.replace('C = [0.1, 1.0]', 'C = 1.0').replace("seeds = [0, 1]", "seeds = [0]"))
     (tmp_path / "a_file").write_text("not a folder")
