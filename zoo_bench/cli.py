@@ -16,6 +16,7 @@ from typing import Any
 from . import __version__
 from .backend import Backend
 from .errors import DataError, PluginError, SuiteError, UsageError, ZooBenchError, one_line
+from .params import defaults
 from .plan.grid import expand
 from .plan.suite import Suite, parse_suite, profile_names, read_toml
 from .plan.trial import Trial, TrialLabels, select
@@ -423,7 +424,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _defaults(registry: Registry) -> dict[str, dict[str, Any]]:
     """Each strategy's parameter defaults: what a trial's short label leaves out."""
-    return {name: {k: p.default for k, p in cls.param_specs().items()} for name, cls in registry.strategies.items()}
+    return {name: defaults(cls.params) for name, cls in registry.strategies.items()}
 
 
 def _tracker(args: argparse.Namespace, suite: Suite, run_dir: Path, label: Any):

@@ -1,6 +1,7 @@
 """zoo_bench.plan.trial: trial ids, and the short labels progress lines use."""
 from __future__ import annotations
 
+from zoo_bench.params import defaults
 from zoo_bench.plan.grid import expand
 from zoo_bench.plan.suite import parse_suite
 from zoo_bench.plan.trial import Trial, TrialLabels
@@ -30,7 +31,7 @@ C = [0.1, 1.0]
 
 
 def defaults_of(registry) -> dict:
-    return {name: {k: p.default for k, p in cls.param_specs().items()} for name, cls in registry.strategies.items()}
+    return {name: defaults(cls.params) for name, cls in registry.strategies.items()}
 
 
 def test_a_label_names_what_tells_the_trials_apart_and_the_id_stays_whole(tmp_path, registry):
