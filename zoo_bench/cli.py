@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a suite's grid of trials")
     run.add_argument("suite", type=Path)
     run.add_argument("--dry-run", action="store_true", help="print the grid (trial ids) and its size, run nothing")
+    run.add_argument("--estimate", action="store_true",
+                     help="print the expected wall time per strategy and in total, from a dry run of each trial "
+                          "timed on this machine (or earlier runs of the suite here), counting cache hits; run nothing")
     run.add_argument("--run-id", help="name of the run folder; an existing one is resumed")
     run.add_argument("--profile", help="apply [profiles.NAME] of the suite (default: 'cpu' when no GPU is present)")
     run.add_argument("--no-profile", action="store_true", help="never apply a profile automatically")
@@ -370,6 +373,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             report.out.print(trial.id, highlight=False, markup=False, soft_wrap=True)
         report.out.print(f"{len(trials)} trials", highlight=False)
         return 0
+    if args.estimate:
+        return _estimate(args, suite, registry, options, trials)
     _check_executor_args(args)
     if args.executor == "ray":  # an unreachable cluster is refused before the run folder is touched
         from .run.executors.ray_cluster import connect
@@ -420,6 +425,44 @@ def cmd_run(args: argparse.Namespace) -> int:
     extra = f", {diverged} diverged" if diverged else ""
     report.message(f"{ok} of {len(df)} trials ok ({failed} failed{extra}); results in {table_path}")
     return 1 if failed else 0
+
+
+def _estimate(args: argparse.Namespace, suite: Suite, registry: Registry, options: RunOptions, trials: list) -> int:
+    """``run --estimate``: dry-run each trial in a scratch folder, price it here, print the table; the results
+    folder is not touched (a resumed ``--run-id`` counts only the trials it lacks)."""
+    import tempfile
+    import time
+
+    import psutil
+
+    from .run.estimate import earlier_rows, estimate
+    from .show.estimate_table import print_estimate
+
+    started = psutil.Process().create_time()
+    existing = args.results_dir / suite.name / args.run_id if args.run_id else None
+    if existing is not None and (existing / "trials.jsonl").exists():
+        done = RunStore(existing).finished_ids()
+        trials = [t for t in trials if t.id not in done]
+        report.message(f"{existing}: {len(done)} trials finished already; estimating the {len(trials)} left")
+    with tempfile.TemporaryDirectory(prefix="zoo-bench-estimate-") as scratch:
+        prepared = prepare_run(suite, registry, options, Path(scratch) / suite.name, trials=trials, lock=False,
+                               console=report.err)
+        for name, backend in prepared.backends.items():
+            if isinstance(backend, Exception):
+                raise UsageError(f"backend {name}: {backend}: its trials cannot be timed")
+        start_s = time.time() - started
+        devices = {b.device().name for b in prepared.backends.values() if isinstance(b, Backend)}
+        earlier = {}
+        for device in devices:
+            earlier.update(earlier_rows(args.results_dir, suite.name, device))
+        report.message(f"estimating {len(prepared.trials)} trials of {args.suite}: a dry run of each, its passes over "
+                       "pixels timed on a sample")
+        try:
+            result = estimate(prepared, start_s, earlier)
+        except RuntimeError as exc:
+            raise UsageError(f"{args.suite}: --estimate: {exc}") from None
+    print_estimate(result, f"{suite.name}: expected wall time", report.out)
+    return 0
 
 
 def _defaults(registry: Registry) -> dict[str, dict[str, Any]]:

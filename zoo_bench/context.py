@@ -69,17 +69,32 @@ class FeatureCache:
     def _image_key(pixels: np.ndarray) -> str:
         return hashlib.blake2b(np.ascontiguousarray(pixels).tobytes(), digest_size=20).hexdigest()
 
-    def features(self, backend: Backend, spec: BackboneSpec, image_size: int, batch: Batch,
-                 batch_size: int, pooling: str = "avg") -> tuple[np.ndarray, float]:
-        """Features for a batch of images under a head pooling, and the seconds spent computing the missing ones."""
-        base = self.frozen_base(backend, spec, image_size)
+    @staticmethod
+    def prefix(backend: Backend, spec: BackboneSpec, image_size: int, base: Any, pooling: str = "avg") -> tuple:
+        """What an image's features depend on besides its pixels: backend, backbone, weights, size, precision
+        (and a pooling other than the average)."""
         weights = spec.weights
         if getattr(base, "weights_id", None):  # which file, where one name can mean several (timm --weights-dir)
             weights = f"{weights}@{base.weights_id}"
         prefix = (backend.name, spec.name, weights, image_size, backend.device().precision)
-        kw = pooling_kw(pooling)
-        if kw:  # the average's keys stay as they were before poolings existed
+        if pooling_kw(pooling):  # the average's keys stay as they were before poolings existed
             prefix += (pooling,)
+        return prefix
+
+    def disk_entry(self, prefix: tuple, device_kind: str, pixels: np.ndarray) -> Path | None:
+        """Where the features of these decoded pixels live on disk under ``prefix`` (None: no disk cache)."""
+        folder = self._disk_folder(prefix, device_kind)
+        if folder is None:
+            return None
+        key = self._image_key(pixels)
+        return folder / key[:2] / f"{key}.npz"
+
+    def features(self, backend: Backend, spec: BackboneSpec, image_size: int, batch: Batch,
+                 batch_size: int, pooling: str = "avg") -> tuple[np.ndarray, float]:
+        """Features for a batch of images under a head pooling, and the seconds spent computing the missing ones."""
+        base = self.frozen_base(backend, spec, image_size)
+        prefix = self.prefix(backend, spec, image_size, base, pooling)
+        kw = pooling_kw(pooling)
         todo = [i for i, p in enumerate(batch.paths) if prefix + (p,) not in self._features]
         folder = self._disk_folder(prefix, backend.device().kind) if todo else None
         keys: dict[int, str] = {}

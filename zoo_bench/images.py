@@ -278,6 +278,14 @@ class ImageCache:
     def _entry(self, key: str) -> Path | None:
         return None if self.cache_dir is None else self.cache_dir / "images" / key[:2] / f"{key}.npz"
 
+    def cached(self, path: str, size: "int | Resize") -> np.ndarray | None:
+        """The file's decoded array from the disk cache, or None where it is not there (never decodes)."""
+        try:
+            entry = self._entry(cache_key(Path(path).read_bytes(), size))
+        except OSError:
+            return None
+        return self._read_entry(entry, as_resize(size).size) if entry is not None else None
+
     def _read_entry(self, entry: Path, size: int) -> np.ndarray | None:
         """The cached array if the entry exists and passes every check; a failing one is counted."""
         if not entry.exists():
