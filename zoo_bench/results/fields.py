@@ -100,6 +100,10 @@ ROW_FIELDS: tuple[Fields, ...] = (
     Fields(('feature_time_s',), 'float',
            "seconds this trial spent extracting bottleneck features; 0 when every image's features were cached by an"
            " earlier trial, or on disk by an earlier run or worker (the cache folder's `features/`)", baseline=True),
+    Fields(('image_time_s',), 'float',
+           "seconds this trial spent loading its images: decoding the files not in the image cache (the cache "
+           "folder's `images/`), reading the others back from it; near 0 when an earlier trial of the process had "
+           "them in memory"),
     Fields(('train_time_s',), 'float or null',
            'seconds of all training epochs, or of the SVM fit; a head trained in a sweep of k heads (`sweep_heads`) '
            'counts its share, the shared pass divided by the heads in it, so the sum over a sweep is what the sweep '

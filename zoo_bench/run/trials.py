@@ -192,11 +192,13 @@ class TrialRunner:
         sub = sampling.subset(self.listing, trial.size, trial.seed, self.suite.dataset["val_fraction"])
         if trial.refit:  # the chosen configuration again, on every image of the size; nothing held out
             sub = sampling.Subset(train=sub.train + sub.val, val=())
+        loading = time.perf_counter()
         train = self.images.load(sub.train, resize)
         val = self.images.load(sub.val, resize)
         if resize not in self._test:
             self._test = {resize: self.images.load(self.listing.test, resize)}  # one policy held at a time
         test = self._test[resize]
+        image_time_s = time.perf_counter() - loading
         self._log_skipped(train, val, test)
         if len(set(train.labels.tolist())) < len(self.listing.classes):
             raise DataError(f"{trial.id}: after skipping unreadable images a class has no training image")
@@ -238,7 +240,7 @@ class TrialRunner:
         measured = ctx.measured
         return {
             **fields, **cv,
-            "feature_time_s": measured.feature_time_s,
+            "feature_time_s": measured.feature_time_s, "image_time_s": image_time_s,
             "cut": measured.cut_used.describe() if measured.cut_used is not None else None,
             "cut_time_s": measured.cut_time_s if measured.cut_used is not None else None,
             "sweep_heads": measured.sweep_heads,
