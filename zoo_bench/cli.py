@@ -444,6 +444,9 @@ def _estimate(args: argparse.Namespace, suite: Suite, registry: Registry, option
         done = RunStore(existing).finished_ids()
         trials = [t for t in trials if t.id not in done]
         report.message(f"{existing}: {len(done)} trials finished already; estimating the {len(trials)} left")
+    if not trials:
+        report.message("nothing to estimate: every trial is finished")
+        return 0
     with tempfile.TemporaryDirectory(prefix="zoo-bench-estimate-") as scratch:
         prepared = prepare_run(suite, registry, options, Path(scratch) / suite.name, trials=trials, lock=False,
                                console=report.err)
@@ -458,11 +461,25 @@ def _estimate(args: argparse.Namespace, suite: Suite, registry: Registry, option
         report.message(f"estimating {len(prepared.trials)} trials of {args.suite}: a dry run of each, its passes over "
                        "pixels timed on a sample")
         try:
-            result = estimate(prepared, start_s, earlier)
+            result = estimate(prepared, start_s, lambda: _finish_unseen(prepared.store, prepared.trials, suite.name),
+                              earlier)
         except RuntimeError as exc:
             raise UsageError(f"{args.suite}: --estimate: {exc}") from None
     print_estimate(result, f"{suite.name}: expected wall time", report.out)
     return 0
+
+
+def _finish_unseen(store: RunStore, trials: list, title: str) -> None:
+    """What the end of a run does (table file, paired evidence, tables), printed nowhere: ``--estimate`` times it."""
+    from rich.console import Console
+
+    saved = report.out
+    with open(os.devnull, "w") as sink:
+        report.out = Console(file=sink, width=160)
+        try:
+            _finish(store, trials, title)
+        finally:
+            report.out = saved
 
 
 def _defaults(registry: Registry) -> dict[str, dict[str, Any]]:

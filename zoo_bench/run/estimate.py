@@ -20,7 +20,7 @@ Where earlier runs of the same suite on this machine (same device) hold a trial'
 """
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
 import statistics
 import tempfile
@@ -36,7 +36,9 @@ from ..context import FeatureCache
 from ..images import Batch, ImageCache, Resize, as_resize, load_npz, save_npz
 from ..plan.trial import Trial
 from .executors import make_units
+from .prepare import PreparedRun
 from .sweeps import group_sweeps, strategy_sweep_params
+from .trials import TrialRunner
 
 SAMPLE_BATCHES = 2  # a timed pass covers at most this many batches
 
@@ -352,8 +354,6 @@ class Estimate:
 
 def earlier_rows(results_dir: Path, suite_name: str, device_name: str) -> dict[str, list[dict[str, Any]]]:
     """Finished rows of earlier runs of this suite on this device, by trial id."""
-    import json
-
     by_id: dict[str, list[dict[str, Any]]] = {}
     folder = results_dir / suite_name
     for jsonl in sorted(folder.glob("*/trials.jsonl")) if folder.is_dir() else []:
@@ -377,14 +377,11 @@ def own_seconds(row: dict[str, Any]) -> float:
     return max(0.0, float(row["wall_s"]) - spent)
 
 
-def estimate(prepared: Any, start_s: float, earlier: dict[str, list[dict[str, Any]]] | None = None) -> Estimate:
-    """Dry-run every trial of ``prepared`` (a :class:`zoo_bench.run.prepare.PreparedRun` whose store is a
-    scratch folder) and price it; see the module docstring."""
-    from ..results import evidence
-    from ..results.store import load_run
-    from ..show import report
-    from .trials import TrialRunner
-
+def estimate(prepared: PreparedRun, start_s: float, finish: Callable[[], Any],
+             earlier: dict[str, list[dict[str, Any]]] | None = None) -> Estimate:
+    """Dry-run every trial of ``prepared`` (whose store is a scratch folder) and price it; ``finish`` does
+    what the end of a run does (the table file, paired evidence, the tables) on the dry rows, and is timed.
+    See the module docstring."""
     began = time.perf_counter()
     p = prepared
     rates = Rates()
@@ -424,27 +421,14 @@ def estimate(prepared: Any, start_s: float, earlier: dict[str, list[dict[str, An
         io.close()
     refits, refit_s = _refits(p, out)
     finish_start = time.perf_counter()
-    df = load_run(p.store.run_dir)
-    p.store.write_table(df)
-    frames = evidence.table_frames(df, p.store.meta().get("selection"))
-    found = evidence.analyse(df, p.store.meta(), p.store.run_dir, frames=frames)
-    with open(os.devnull, "w") as sink:
-        from rich.console import Console
-
-        console = Console(file=sink, width=160)
-        saved, report.out = report.out, console
-        try:
-            report.print_tables(df, title=p.suite.name, selection=p.store.meta().get("selection"), frames=frames,
-                                evidence=found)
-        finally:
-            report.out = saved
+    finish()
     finish_s = time.perf_counter() - finish_start
     names = {b.device().name for b in p.backends.values() if isinstance(b, Backend)}
     return Estimate(out, start_s, finish_s, refits, refit_s, time.perf_counter() - began, len(rates),
                     ", ".join(sorted(names)))
 
 
-def _refits(p: Any, trials: list[TrialEstimate]) -> tuple[int, float]:
+def _refits(p: PreparedRun, trials: list[TrialEstimate]) -> tuple[int, float]:
     """Refit trials a suite with ``refit`` adds once its configurations are chosen: one per cell of a tuned
     strategy, priced as the mean of that cell's configurations."""
     if not p.suite.refit:
