@@ -36,10 +36,12 @@ def suite(tmp_path):
 
 
 def _estimate(capsys, suite, results, cache, *extra) -> str:
+    """What ``run --estimate`` printed, standard output and error together."""
     capsys.readouterr()
     assert main(["run", str(suite), "--estimate", "--results-dir", str(results), "--cache-dir", str(cache),
                  *extra]) == 0
-    return capsys.readouterr().out
+    captured = capsys.readouterr()
+    return captured.out + captured.err
 
 
 def _caches(out: str) -> tuple[int, int, int, int]:
@@ -90,7 +92,7 @@ def test_after_a_run_its_caches_and_rows_are_what_the_estimate_uses(suite, tmp_p
     assert "earlier runs" in again and "measured here" not in again
 
     resumed = _estimate(capsys, suite, tmp_path / "results", tmp_path / "cache", "--run-id", "r")
-    assert "nothing to estimate" in capsys.readouterr().err + resumed
+    assert "every trial is finished" in resumed and "expected wall time" not in resumed
 
 
 def test_a_resumed_run_counts_only_the_trials_it_lacks(suite, tmp_path, capsys):
