@@ -86,6 +86,23 @@ def test_an_imagefolder_is_read_where_its_files_are(tmp_path, photos):
     assert all(path.startswith(str(photos / "folder")) for path, _ in listing.train + listing.test)
     assert {(path.split("/")[-2], label) for path, label in listing.test} == {("cat", 0), ("dog", 1)}
     assert listing.provenance["format"] == "imagefolder"
+    assert HuggingFaceSource().list(photos / "folder", dict(HuggingFaceSource.options), tmp_path / "cache") == listing
+
+
+def test_a_second_listing_reads_the_written_files_names_instead_of_the_images(tmp_path, photos, monkeypatch):
+    import PIL.Image
+    from zoo_bench_datasets.hf import HuggingFaceSource
+
+    source, options = HuggingFaceSource(), dict(HuggingFaceSource.options)
+    listing = source.list(photos / "saved", options, tmp_path / "cache")
+    written = sorted((tmp_path / "cache").rglob("COMPLETE"))
+    assert sorted(len(p.read_text().splitlines()) for p in written) == sorted([len(listing.test), len(listing.train)])
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an image was opened again")
+
+    monkeypatch.setattr(PIL.Image, "open", refuse)
+    assert source.list(photos / "saved", options, tmp_path / "cache") == listing
 
 
 def test_no_test_split_is_refused_in_one_line_unless_test_fraction_holds_one_out(tmp_path, photos):
@@ -111,8 +128,15 @@ def test_wrong_columns_and_an_unreachable_hub_name_what_is_missing(tmp_path, pho
     with pytest.raises(DataError, match=r"split 'train' has no column 'labels' \(it has: image, label\); name it "
                                         r"with dataset.label_column$"):
         source.list(photos / "saved", {**options, "label_column": "labels"}, tmp_path / "cache")
+    import huggingface_hub.constants
+
+    # Offline as a user sets it (the variables are read when the libraries are imported, so set here too):
+    # the lookup fails at once instead of retrying a network that is not there.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_OFFLINE", True)
     with pytest.raises(DataError) as err:
         source.list(tmp_path / "unused", {**options, "hub": "zoo-bench/no-such-dataset", "revision": "v1"},
                     tmp_path / "cache")

@@ -460,11 +460,10 @@ def _estimate(args: argparse.Namespace, suite: Suite, registry: Registry, option
             earlier.update(earlier_rows(args.results_dir, suite.name, device))
         report.message(f"estimating {len(prepared.trials)} trials of {args.suite}: a dry run of each, its passes over "
                        "pixels timed on a sample")
-        try:
-            result = estimate(prepared, start_s, lambda: _finish_unseen(prepared.store, prepared.trials, suite.name),
-                              earlier)
-        except RuntimeError as exc:
-            raise UsageError(f"{args.suite}: --estimate: {exc}") from None
+        result = estimate(prepared, start_s, lambda: _finish_unseen(prepared.store, prepared.trials, suite.name),
+                          earlier)
+    for trial_id, error in result.failed:
+        report.message(f"warning: {trial_id}: failed in its dry run ({error}); counted as far as it got")
     print_estimate(result, f"{suite.name}: expected wall time", report.out)
     return 0
 

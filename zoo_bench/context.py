@@ -66,7 +66,8 @@ class FeatureCache:
         return self.disk_dir / name
 
     @staticmethod
-    def _image_key(pixels: np.ndarray) -> str:
+    def image_key(pixels: np.ndarray) -> str:
+        """An image's key in the feature cache: a hash of its decoded pixels."""
         return hashlib.blake2b(np.ascontiguousarray(pixels).tobytes(), digest_size=20).hexdigest()
 
     @staticmethod
@@ -81,13 +82,11 @@ class FeatureCache:
             prefix += (pooling,)
         return prefix
 
-    def disk_entry(self, prefix: tuple, device_kind: str, pixels: np.ndarray) -> Path | None:
-        """Where the features of these decoded pixels live on disk under ``prefix`` (None: no disk cache)."""
+    def disk_entry(self, prefix: tuple, device_kind: str, image_key: str) -> Path | None:
+        """Where an image's features (``image_key`` of its pixels) live on disk under ``prefix`` (None: no disk
+        cache)."""
         folder = self._disk_folder(prefix, device_kind)
-        if folder is None:
-            return None
-        key = self._image_key(pixels)
-        return folder / key[:2] / f"{key}.npz"
+        return None if folder is None else folder / image_key[:2] / f"{image_key}.npz"
 
     def features(self, backend: Backend, spec: BackboneSpec, image_size: int, batch: Batch,
                  batch_size: int, pooling: str = "avg") -> tuple[np.ndarray, float]:
@@ -96,14 +95,14 @@ class FeatureCache:
         prefix = self.prefix(backend, spec, image_size, base, pooling)
         kw = pooling_kw(pooling)
         todo = [i for i, p in enumerate(batch.paths) if prefix + (p,) not in self._features]
-        folder = self._disk_folder(prefix, backend.device().kind) if todo else None
-        keys: dict[int, str] = {}
-        if folder is not None:
+        on_disk = bool(todo) and self.disk_dir is not None
+        entries: dict[int, Path] = {}
+        if on_disk:
             dim = backend.feature_dim(base, **kw)
             missing = []
             for i in todo:
-                keys[i] = self._image_key(batch.images[i])
-                row = self._read(folder / keys[i][:2] / f"{keys[i]}.npz", dim)
+                entries[i] = self.disk_entry(prefix, backend.device().kind, self.image_key(batch.images[i]))
+                row = self._read(entries[i], dim)
                 if row is None:
                     missing.append(i)
                 else:
@@ -117,9 +116,9 @@ class FeatureCache:
             seconds = time.perf_counter() - start
             for i, row in zip(todo, computed):
                 self._features[prefix + (batch.paths[i],)] = row
-                if folder is not None:
+                if on_disk:
                     try:
-                        save_npz(folder / keys[i][:2] / f"{keys[i]}.npz", {"features": np.asarray(row, np.float32)})
+                        save_npz(entries[i], {"features": np.asarray(row, np.float32)})
                     except OSError:
                         pass  # a full or read-only cache disk costs a recomputation next time, nothing else
         if not batch.paths:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -67,16 +68,23 @@ def _class_names(datasets: Any, split: Any, column: str) -> list[str] | None:
 
 
 def _write_images(split: Any, image_column: str, folder: Path) -> list[str]:
-    """A file path per row: the file an imagefolder names, else the row's bytes written under ``folder``."""
+    """A file path per row: the file an imagefolder names, else the row's bytes written under ``folder``.
+
+    ``COMPLETE`` lists them once every file is written, one per row (a name under ``folder``, or the path
+    of a file read in place), so a later listing reads that instead of the column's bytes."""
     from PIL import Image
 
     done = folder / "COMPLETE"
+    if done.exists():
+        names = done.read_text().splitlines()
+        if len(names) == len(split) and names != ["ok"]:  # "ok": a marker written before it listed the files
+            return [name if Path(name).is_absolute() else str(folder / name) for name in names]
     paths: list[str] = []
     folder.mkdir(parents=True, exist_ok=True)
     for i, item in enumerate(split[image_column]):
         data, source = (item or {}).get("bytes"), (item or {}).get("path")
         if not data and source and Path(source).is_file():
-            paths.append(str(source))
+            paths.append(os.path.abspath(source))
             continue
         if not data:
             raise DataError(f"hf: row {i} of column {image_column!r} has no image (neither bytes nor a readable file)")
@@ -90,7 +98,7 @@ def _write_images(split: Any, image_column: str, folder: Path) -> list[str]:
         if not done.exists():
             target.write_bytes(data)
         paths.append(str(target))
-    done.write_text("ok\n")
+    done.write_text("".join(f"{Path(p).name if Path(p).parent == folder else p}\n" for p in paths))
     return paths
 
 

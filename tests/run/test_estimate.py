@@ -140,3 +140,11 @@ def test_earlier_rows_are_this_suites_finished_rows_on_this_device(tmp_path):
     assert list(found) == ["t1"] and len(found["t1"]) == 1
     assert own_seconds(found["t1"][0]) == 6.0
     assert earlier_rows(tmp_path / "results", "other", "cpu X") == {}
+
+
+def test_a_trial_that_fails_its_dry_run_is_named_and_the_others_are_still_priced(tmp_path, capsys):
+    strategies = '[strategies.svm]\n[strategies.last_n]\nunfreeze = ["no_such_block"]\n'
+    suite = write_suite(tmp_path, lite0_suite("est", strategies))
+    out = _estimate(capsys, suite, tmp_path / "results", tmp_path / "cache")
+    assert re.search(r"warning: torch/efficientnet_lite0/last_n\S*: failed in its dry run \(.*no_such_block", out), out
+    assert re.search(r"│ total +│ +2 │", out)

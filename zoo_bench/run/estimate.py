@@ -56,9 +56,6 @@ class Ledger:
     features_computed: int = 0
     features_cached: int = 0
 
-    def priced(self) -> float:
-        return self.images_s + self.features_s + self.pixels_s
-
 
 class Rates:
     """Seconds per image of each timed pass, measured once per key: a warm-up run, then a timed one."""
@@ -205,13 +202,13 @@ class DryImages:
             self._memory.add(path)
             if (path, policy) not in self.pixel_keys:
                 pixels = self.cache.cached(path, policy)
-                self.pixel_keys[(path, policy)] = None if pixels is None else FeatureCache._image_key(pixels)
+                self.pixel_keys[(path, policy)] = None if pixels is None else FeatureCache.image_key(pixels)
             if self.pixel_keys[(path, policy)] is not None or (path, policy) in self._on_disk:
                 self.ledger.images_cached += 1
                 self.ledger.images_s += self.rates.read(policy)
             else:
                 self.ledger.decoded += 1
-                self.ledger.images_s += self.rates.decode(policy, path)
+                self.ledger.images_s += self.rates.decode(policy)
                 self._on_disk.add((path, policy))
         self.ledger.own_s += time.perf_counter() - start
         blank = np.zeros((1, policy.size, policy.size, 3), np.uint8)
@@ -245,10 +242,7 @@ class DryFeatures(FeatureCache):
             for path in todo:
                 self._features[prefix + (path,)] = True
                 pixel_key = self.images.pixel_keys.get((path, policy))
-                entry = None
-                if pixel_key is not None and self.disk.disk_dir is not None:
-                    folder = self.disk._disk_folder(prefix, kind)
-                    entry = folder / pixel_key[:2] / f"{pixel_key}.npz"
+                entry = None if pixel_key is None else self.disk.disk_entry(prefix, kind, pixel_key)
                 if prefix + (path,) in self._computed or (entry is not None and entry.exists()):
                     self.ledger.features_cached += 1
                     self.ledger.features_s += self.io.feature_read
@@ -272,7 +266,8 @@ class DryFeatures(FeatureCache):
         if todo:
             for i in todo:
                 self._features[prefix + (batch.paths[i],)] = True
-            backend.activations(cut.lower, batch.images[todo], batch_size, flip=flip)  # priced, not run
+            blanks = np.broadcast_to(batch.images[:1], (len(todo), *batch.images.shape[1:]))
+            backend.activations(cut.lower, blanks, batch_size, flip=flip)  # priced, not run
         return self._rng.standard_normal((len(batch.paths), *cut.shape)).astype(np.float32), 0.0
 
 
@@ -298,15 +293,15 @@ class IoRates:
             load_npz(path)
         return (time.perf_counter() - start) / count
 
-    def decode(self, policy: Resize, path: str) -> float:
+    def decode(self, policy: Resize) -> float:
         if policy not in self._decode:
             start = time.perf_counter()
             step = max(1, len(self.files) // self.SAMPLE)
             sample = [(p, 0) for p in self.files[::step][:self.SAMPLE]]
-            timed = time.perf_counter()
             ImageCache(None).load(sample, policy)
-            self._decode[policy] = (time.perf_counter() - timed) / max(len(sample), 1)
-            self._ledger().own_s += time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            self._decode[policy] = seconds / max(len(sample), 1)
+            self._ledger().own_s += seconds
         return self._decode[policy]
 
     def read(self, policy: Resize) -> float:
@@ -343,6 +338,7 @@ class Estimate:
     took_s: float  # what the estimate itself took
     timed_passes: int
     device: str
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (trial id, error) of dry trials that failed
 
     @property
     def total_s(self) -> float:
@@ -398,6 +394,7 @@ def estimate(prepared: PreparedRun, start_s: float, finish: Callable[[], Any],
     done = p.store.finished_ids()
     todo, sweeps = group_sweeps([t for t in p.trials if t.id not in done], strategy_sweep_params(p.registry))
     out: list[TrialEstimate] = []
+    failed: list[tuple[str, str]] = []
     try:
         for unit in make_units(todo, sweeps, 1):
             for trial in unit.trials:
@@ -407,8 +404,8 @@ def estimate(prepared: PreparedRun, start_s: float, finish: Callable[[], Any],
                     if isinstance(b, TimingBackend):
                         b.ledger = ledger
                 result = runner.run(trial, unit.sweeps.get(trial.id, ()))
-                if result.row["status"] == "error":
-                    raise RuntimeError(f"{trial.id}: the dry trial failed: {result.row['error']}")
+                if result.row["status"] == "error":  # priced as far as it got, as the run would spend
+                    failed.append((trial.id, result.row["error"]))
                 p.store.append(result.row)
                 own = max(0.0, result.row["wall_s"] - ledger.own_s) + ledger.pixels_s
                 source = "measured"
@@ -425,7 +422,7 @@ def estimate(prepared: PreparedRun, start_s: float, finish: Callable[[], Any],
     finish_s = time.perf_counter() - finish_start
     names = {b.device().name for b in p.backends.values() if isinstance(b, Backend)}
     return Estimate(out, start_s, finish_s, refits, refit_s, time.perf_counter() - began, len(rates),
-                    ", ".join(sorted(names)))
+                    ", ".join(sorted(names)), failed)
 
 
 def _refits(p: PreparedRun, trials: list[TrialEstimate]) -> tuple[int, float]:
