@@ -436,7 +436,7 @@ def _estimate(args: argparse.Namespace, suite: Suite, registry: Registry, option
     import psutil
 
     from .run.estimate import earlier_rows, estimate
-    from .show.estimate_table import print_estimate
+    from .show.estimate_table import estimate_lines, estimate_table
 
     started = psutil.Process().create_time()
     existing = args.results_dir / suite.name / args.run_id if args.run_id else None
@@ -464,7 +464,9 @@ def _estimate(args: argparse.Namespace, suite: Suite, registry: Registry, option
                           earlier)
     for trial_id, error in result.failed:
         report.message(f"warning: {trial_id}: failed in its dry run ({error}); counted as far as it got")
-    print_estimate(result, f"{suite.name}: expected wall time", report.out)
+    report.out.print(estimate_table(result, f"{suite.name}: expected wall time"))
+    for line in estimate_lines(result):
+        report.out.print(line, highlight=False, markup=False, soft_wrap=True)
     return 0
 
 

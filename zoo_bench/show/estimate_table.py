@@ -1,7 +1,7 @@
-"""The table ``zoo-bench run SUITE --estimate`` prints: expected time per strategy, the caches, the total."""
+"""The table ``zoo-bench run SUITE --estimate`` prints (through ``report``): expected time per strategy, the caches,
+the total."""
 from __future__ import annotations
 
-from rich.console import Console
 from rich.table import Table
 
 from ..run.estimate import Estimate, TrialEstimate
@@ -60,10 +60,9 @@ def cache_line(est: Estimate) -> str:
             f"{hits} of {computed + hits} feature rows from the feature cache ({computed} to compute)")
 
 
-def print_estimate(est: Estimate, title: str, console: Console) -> None:
-    console.print(estimate_table(est, title))
-    console.print(cache_line(est), highlight=False, soft_wrap=True)
-    console.print(f"estimated wall time: {duration(est.total_s)} on {est.device or 'this machine'}, trials one after "
-                  f"another in one process (the estimate took {duration(est.took_s)}: a dry run of each trial, "
-                  f"{est.timed_passes} timed passes). Every epoch is counted: early stopping can only make the run "
-                  "shorter.", highlight=False, soft_wrap=True)
+def estimate_lines(est: Estimate) -> list[str]:
+    """What goes under the table: the cache hits, then the total and how it was had."""
+    return [cache_line(est),
+            f"estimated wall time: {duration(est.total_s)} on {est.device or 'this machine'}, trials one after "
+            f"another in one process (the estimate took {duration(est.took_s)}: a dry run of each trial, "
+            f"{est.timed_passes} timed passes). Every epoch is counted: early stopping can only make the run shorter."]
